@@ -1,0 +1,18 @@
+"""Time-to-event prediction from CT scans plus longitudinal EHR.
+
+Encoders turn CT volumes and MEDS event streams into embeddings; survival
+estimators (unimodal and four fusion strategies) follow scikit-survival's
+conventions, so ``Pipeline``, ``GridSearchCV``, ``clone`` and the concordance
+scorers work unchanged.
+"""
+
+from .metrics import concordance_index
+from .models import DeepSurvival, SurvivalNet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeepSurvival",
+    "SurvivalNet",
+    "concordance_index",
+]
