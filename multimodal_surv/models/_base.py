@@ -115,9 +115,12 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
     module_ : torch.nn.Module
         The trained network.
     baseline_model_ : sksurv.linear_model.coxph.BreslowEstimator
-        Breslow estimate of the baseline hazard from the training risks.
+        Breslow estimate of the baseline hazard from the training risks
+        (centred by ``risk_offset_``).
+    risk_offset_ : float
+        Mean training risk, subtracted before the baseline hazard is applied.
     unique_times_ : ndarray
-        Unique event times of the training data (the time grid of
+        Unique times (events and censorings) of the training data (the grid of
         ``return_array=True``).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
@@ -284,7 +287,7 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         try:
             super()._validate_params()
         except ValueError as exc:
-            valid = sorted(self.get_params(deep=False))
+            valid = sorted(set(self.get_params(deep=False)) - set(self._params_to_validate))
             hints = []
             for key in sorted(self._params_to_validate):
                 close = difflib.get_close_matches(key, valid, n=1)
@@ -349,7 +352,19 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             super().fit(X, target, **fit_params)
         self._check_converged()
         risk = self._predict_risk(X)
-        self.baseline_model_ = BreslowEstimator().fit(risk, event, time)
+        # The baseline is fitted on centred risks so that exp() cannot overflow
+        # for models whose risks sit far from 0; predictions are shifted alike.
+        finite = np.isfinite(risk).all()
+        self.risk_offset_ = float(np.mean(risk)) if finite else np.nan
+        if not finite or np.abs(risk - self.risk_offset_).max() > 200:
+            raise FloatingPointError(
+                f"{type(self).__name__}: after training, the risks of the training samples "
+                f"span [{risk.min():.3g}, {risk.max():.3g}], too wide for exp(); the fit "
+                "diverged. Standardise the features (e.g. sklearn.preprocessing."
+                f"StandardScaler in a Pipeline), lower lr (now {self.lr}) or raise "
+                "weight_decay."
+            )
+        self.baseline_model_ = BreslowEstimator().fit(risk - self.risk_offset_, event, time)
         return self
 
     def _check_converged(self):
@@ -413,7 +428,7 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             objects.
         """
         return self._predict_cumulative_hazard_function(
-            self.baseline_model_, self.predict(X), return_array
+            self.baseline_model_, self.predict(X) - self.risk_offset_, return_array
         )
 
     def predict_survival_function(self, X, return_array=False):
@@ -427,4 +442,6 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             at ``unique_times_``; otherwise :class:`sksurv.functions.StepFunction`
             objects.
         """
-        return self._predict_survival_function(self.baseline_model_, self.predict(X), return_array)
+        return self._predict_survival_function(
+            self.baseline_model_, self.predict(X) - self.risk_offset_, return_array
+        )
