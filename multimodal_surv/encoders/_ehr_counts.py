@@ -1,0 +1,190 @@
+"""Bag-of-codes ("one-hot") EHR features over time windows, fully vectorised.
+
+Events are kept as sorted arrays (:class:`~multimodal_surv.datasets._meds.EventArrays`):
+one ``searchsorted`` per window finds, for every cohort row at once, the slice
+of its subject's events inside the window; the slices are expanded with
+``np.repeat`` and counted with ``np.bincount`` (dense) or a CSR matrix (sparse).
+No Python loop runs over rows, subjects or events.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..datasets._meds import EventArrays
+
+__all__ = ["CountFeaturizer", "parse_windows", "expand_ranges"]
+
+
+def parse_windows(windows) -> list[tuple[str, int | None]]:
+    """``["30D", "365D", "ever"]`` -> ``[("30D", ns), ("365D", ns), ("ever", None)]``."""
+    if isinstance(windows, str) or not hasattr(windows, "__iter__"):
+        raise TypeError(f"windows must be a list such as ['30D', '365D', 'ever'], got {windows!r}.")
+    out = []
+    for w in windows:
+        if w is None or (isinstance(w, str) and w.lower() == "ever"):
+            out.append(("ever", None))
+            continue
+        try:
+            delta = pd.Timedelta(w)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"window {w!r} is not a duration; use pandas offsets such as '30D', '365D', "
+                "'12h' or 'ever' (all history)."
+            ) from exc
+        if delta <= pd.Timedelta(0):
+            raise ValueError(f"window {w!r} must be a positive duration.")
+        label = w if isinstance(w, str) else f"{int(delta.total_seconds())}s"
+        out.append((label, int(delta.value)))
+    if not out:
+        raise ValueError("windows is empty; give at least one window, e.g. ['ever'].")
+    labels = [lab for lab, _ in out]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"windows {list(windows)!r} contains duplicates.")
+    return out
+
+
+def expand_ranges(start: np.ndarray, end: np.ndarray):
+    """Row ids and event indices of the half-open ranges ``[start[i], end[i])``."""
+    lengths = np.maximum(end - start, 0)
+    total = int(lengths.sum())
+    rows = np.repeat(np.arange(start.size, dtype=np.int64), lengths)
+    offsets = np.cumsum(lengths) - lengths
+    idx = np.arange(total, dtype=np.int64)
+    idx += np.repeat(start - offsets, lengths)
+    return rows, idx, lengths
+
+
+class CountFeaturizer:
+    """Windowed code counts plus the last numeric value per code (plain object).
+
+    Column layout: for each window, one count per vocabulary code followed by
+    one ``<unk>`` count (codes outside the vocabulary); then, when
+    ``numeric="last"``, the last value of each numeric code in all history up to
+    the prediction time (the code's mean over the fit events when never seen).
+    """
+
+    def __init__(self, windows, min_count, max_features, numeric):
+        self.windows = parse_windows(windows)
+        self.min_count = min_count
+        self.max_features = max_features
+        self.numeric = numeric
+
+    # -- fitting -----------------------------------------------------------
+    def fit(self, arrays: EventArrays, sid: np.ndarray, pt_ns: np.ndarray) -> CountFeaturizer:
+        # One pass over each subject's history up to its latest prediction time.
+        frame = pd.DataFrame({"s": sid, "t": pt_ns}).groupby("s", sort=True)["t"].max()
+        k, end = arrays.locate(frame.index.to_numpy(), frame.to_numpy())
+        start = np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
+        _, idx, _ = expand_ranges(start, end)
+        code_ids = arrays.code_ids[idx]
+        freq = np.bincount(code_ids, minlength=arrays.codes.size)
+        keep = np.flatnonzero(freq >= self.min_count)
+        if self.max_features is not None and keep.size > self.max_features:
+            # Most frequent first; ties by code (codes are sorted, so by index).
+            order = np.lexsort((keep, -freq[keep]))
+            keep = np.sort(keep[order[: self.max_features]])
+        self.vocabulary_ = arrays.codes[keep].astype(object)
+        self.code_frequency_ = freq[keep]
+        self.n_fit_events_ = int(idx.size)
+        if self.numeric == "last":
+            vals = arrays.numeric_value[idx]
+            has = ~np.isnan(vals)
+            in_vocab = np.zeros(arrays.codes.size, bool)
+            in_vocab[keep] = True
+            ok = has & in_vocab[code_ids]
+            sums = np.bincount(code_ids[ok], weights=vals[ok], minlength=arrays.codes.size)
+            ns = np.bincount(code_ids[ok], minlength=arrays.codes.size)
+            num = np.flatnonzero(ns > 0)
+            self.numeric_codes_ = arrays.codes[num].astype(object)
+            self.numeric_fill_ = sums[num] / ns[num]
+        else:
+            self.numeric_codes_ = np.zeros(0, object)
+            self.numeric_fill_ = np.zeros(0)
+        return self
+
+    @property
+    def n_count_features(self) -> int:
+        return len(self.windows) * (self.vocabulary_.size + 1)
+
+    def feature_descriptions(self) -> list[str]:
+        out = []
+        for label, _ in self.windows:
+            out += [f"count[{label}] {c}" for c in self.vocabulary_] + [f"count[{label}] <unk>"]
+        out += [f"last {c}" for c in self.numeric_codes_]
+        return out
+
+    # -- transform ---------------------------------------------------------
+    def _maps(self, arrays: EventArrays):
+        """Per-event-code column index (``V`` = unknown) and numeric index (-1 = none)."""
+        V = self.vocabulary_.size
+        pos = np.searchsorted(self.vocabulary_, arrays.codes) if arrays.codes.size else []
+        pos = np.minimum(np.asarray(pos, dtype=np.int64), max(V - 1, 0))
+        hit = (self.vocabulary_[pos] == arrays.codes) if V else np.zeros(arrays.codes.size, bool)
+        tok = np.where(hit, pos, V).astype(np.int64)
+        Vn = self.numeric_codes_.size
+        if Vn:
+            npos = np.minimum(np.searchsorted(self.numeric_codes_, arrays.codes), Vn - 1)
+            nhit = self.numeric_codes_[npos] == arrays.codes
+            num = np.where(nhit, npos, -1).astype(np.int64)
+        else:
+            num = np.full(arrays.codes.size, -1, np.int64)
+        return tok, num
+
+    def transform(
+        self, arrays: EventArrays, sid: np.ndarray, pt_ns: np.ndarray, sparse_output: bool
+    ):
+        """Return ``(counts, numeric, n_history, n_unknown)``.
+
+        ``counts`` is (n_rows, n_count_features) sparse CSR or dense float64;
+        ``numeric`` is dense (n_rows, n_numeric); ``n_history`` counts events up to
+        each row's prediction time; ``n_unknown`` the out-of-vocabulary events.
+        """
+        m = sid.size
+        V1 = self.vocabulary_.size + 1
+        tok_of_code, num_of_code = self._maps(arrays)
+        k, end = arrays.locate(sid, pt_ns)
+        first = np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
+        blocks = []
+        n_unknown = 0
+        for _label, width in self.windows:
+            if width is None:
+                start = first
+            else:
+                # Window (pt - width, pt]: events strictly after pt - width.
+                lo = pt_ns - width
+                _, start = arrays.locate(sid, lo)
+                start = np.maximum(start, first)
+            rows, idx, lengths = expand_ranges(start, end)
+            tok = tok_of_code[arrays.code_ids[idx]]
+            if width is None:
+                n_unknown = int(np.count_nonzero(tok == V1 - 1))
+            if sparse_output:
+                indptr = np.zeros(m + 1, np.int64)
+                np.cumsum(lengths, out=indptr[1:])
+                block = sp.csr_matrix((np.ones(tok.size, np.float64), tok, indptr), shape=(m, V1))
+                block.sum_duplicates()
+            else:
+                block = np.bincount(rows * V1 + tok, minlength=m * V1).reshape(m, V1)
+                block = block.astype(np.float64)
+            blocks.append(block)
+        counts = sp.hstack(blocks, format="csr") if sparse_output else np.hstack(blocks)
+        n_history = end - first
+        Vn = self.numeric_codes_.size
+        numeric = np.zeros((m, Vn))
+        if Vn:
+            rows, idx, _ = expand_ranges(first, end)
+            j = num_of_code[arrays.code_ids[idx]]
+            vals = arrays.numeric_value[idx]
+            ok = (j >= 0) & ~np.isnan(vals)
+            flat = rows[ok] * Vn + j[ok]
+            last = np.full(m * Vn, -1, np.int64)
+            # Events of a row are in time order, so the largest index is the last value.
+            np.maximum.at(last, flat, idx[ok])
+            seen = last >= 0
+            numeric = np.broadcast_to(self.numeric_fill_, (m, Vn)).ravel().copy()
+            numeric[seen] = arrays.numeric_value[last[seen]]
+            numeric = numeric.reshape(m, Vn)
+        return counts, numeric, n_history, n_unknown

@@ -1,0 +1,285 @@
+"""EHREncoder: counts vs a naive pandas reference, leakage, errors, sklearn composition."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfTransformer
+
+from multimodal_surv.datasets import MEDSEvents
+from multimodal_surv.encoders import EHREncoder
+
+CODES = [f"C{j:02d}" for j in range(12)]
+T0 = pd.Timestamp("2018-01-01")
+
+
+def random_events(n_subjects=40, n_events=1500, seed=0, n_codes=12):
+    rng = np.random.default_rng(seed)
+    codes = np.array(CODES[:n_codes])
+    frame = pd.DataFrame(
+        {
+            "subject_id": rng.integers(0, n_subjects, n_events),
+            # coarse times so that ties (same timestamp) are frequent
+            "time": T0 + pd.to_timedelta(rng.integers(0, 200, n_events) * 5, "D"),
+            "code": codes[rng.zipf(1.6, n_events) % n_codes],
+            "numeric_value": np.nan,
+        }
+    )
+    lab = frame.code.isin(["C01", "C03"])
+    frame.loc[lab, "numeric_value"] = np.round(rng.normal(size=int(lab.sum())), 3)
+    # a few lab events without a value
+    frame.loc[lab & (rng.random(n_events) < 0.2), "numeric_value"] = np.nan
+    return frame
+
+
+def random_cohort(n_subjects=40, seed=1, extra_subjects=3):
+    rng = np.random.default_rng(seed)
+    sid = np.arange(n_subjects + extra_subjects)  # some subjects have no events at all
+    pt = T0 + pd.to_timedelta(rng.integers(-20, 210, sid.size) * 5, "D")
+    return pd.DataFrame({"subject_id": sid, "prediction_time": pt})
+
+
+def naive_counts(events, fit_cohort, cohort, windows, min_count=1, max_features=None):
+    """Reference: merge + boolean filters + pandas group-by (no shared code)."""
+    ev = events.reset_index(drop=True).rename_axis("order").reset_index()
+    # vocabulary: events of fit subjects up to their latest prediction time
+    last_pt = fit_cohort.groupby("subject_id").prediction_time.max().rename("pt").reset_index()
+    fit_ev = ev.merge(last_pt, on="subject_id")
+    fit_ev = fit_ev[fit_ev.time <= fit_ev.pt]
+    freq = fit_ev.code.value_counts()
+    freq = freq[freq >= min_count]
+    if max_features is not None:
+        freq = freq.sort_index().sort_values(ascending=False, kind="stable")[:max_features]
+    vocab = sorted(freq.index)
+    numeric_codes = sorted(
+        set(fit_ev.loc[fit_ev.numeric_value.notna(), "code"]).intersection(vocab)
+    )
+    fill = fit_ev[fit_ev.numeric_value.notna()].groupby("code").numeric_value.mean()
+
+    c = cohort.reset_index(drop=True).rename_axis("row").reset_index()
+    m = len(c)
+    merged = c.merge(ev, on="subject_id")
+    merged = merged[merged.time <= merged.prediction_time].sort_values(
+        ["row", "time", "order"], kind="stable"
+    )
+    blocks = []
+    for w in windows:
+        sel = (
+            merged
+            if w == "ever"
+            else merged[merged.time > merged.prediction_time - pd.Timedelta(w)]
+        )
+        tok = sel.code.where(sel.code.isin(vocab), "<unk>")
+        tab = sel.assign(tok=tok).groupby(["row", "tok"]).size().unstack(fill_value=0)
+        blocks.append(
+            tab.reindex(index=range(m), columns=vocab + ["<unk>"], fill_value=0).to_numpy(float)
+        )
+    num = merged[merged.code.isin(numeric_codes) & merged.numeric_value.notna()]
+    last = num.groupby(["row", "code"]).numeric_value.last().unstack()
+    last = last.reindex(index=range(m), columns=numeric_codes)
+    last = last.fillna(fill.reindex(numeric_codes)).to_numpy(float)
+    out = np.hstack(blocks + [last])
+    empty = ~np.isin(np.arange(m), merged.row.unique())
+    out[empty] = 0.0
+    return out, vocab, numeric_codes
+
+
+@pytest.mark.parametrize(
+    ("windows", "min_count", "max_features"),
+    [(["30D", "365D", "ever"], 1, None), (["90D", "ever"], 20, None), (["ever"], 1, 5)],
+)
+def test_counts_match_naive_pandas(windows, min_count, max_features):
+    events = random_events()
+    fit_cohort = random_cohort(seed=1)
+    cohort = random_cohort(seed=2)
+    enc = EHREncoder(
+        events=events, windows=windows, min_count=min_count, max_features=max_features
+    ).fit(fit_cohort)
+    want, vocab, numeric_codes = naive_counts(
+        events, fit_cohort, cohort, windows, min_count, max_features
+    )
+    assert list(enc.vocabulary_) == vocab
+    assert list(enc.numeric_codes_) == numeric_codes
+    got = enc.transform(cohort)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    # same through the sparse path and through a shared MEDSEvents handle
+    sparse = clone(enc).set_params(sparse_output=True).fit(fit_cohort).transform(cohort)
+    np.testing.assert_array_equal(sparse.toarray(), want)
+    shared = clone(enc).set_params(events=MEDSEvents(events)).fit(fit_cohort).transform(cohort)
+    np.testing.assert_array_equal(shared, want)
+
+
+def test_counts_read_from_meds_folder(tmp_path):
+    events = random_events()
+    (tmp_path / "data").mkdir()
+    for k, part in enumerate(np.array_split(np.arange(len(events)), 4)):
+        events.iloc[part].to_parquet(tmp_path / "data" / f"shard{k}.parquet", index=False)
+    cohort = random_cohort()
+    a = EHREncoder(events=tmp_path).fit(cohort).transform(cohort)
+    b = EHREncoder(events=events).fit(cohort).transform(cohort)
+    # shuffled shards: ties in time may be ordered differently, which changes
+    # nothing for counts; the last numeric value at a tie could, so compare counts.
+    n_counts = 3 * (12 + 1)
+    np.testing.assert_array_equal(a[:, :n_counts], b[:, :n_counts])
+
+
+def test_tfidf_and_svd():
+    events = random_events()
+    cohort = random_cohort()
+    want, _, numeric = naive_counts(events, cohort, cohort, ["30D", "365D", "ever"])
+    n_counts = want.shape[1] - len(numeric)
+    enc = EHREncoder(events=events, tfidf=True).fit(cohort)
+    ref = TfidfTransformer().fit(want[:, :n_counts]).transform(want[:, :n_counts]).toarray()
+    got = enc.transform(cohort)
+    np.testing.assert_allclose(got[:, :n_counts], ref, rtol=1e-12, atol=1e-12)
+    svd = EHREncoder(events=events, tfidf=True, n_components=4).fit(cohort)
+    z = svd.transform(cohort)
+    assert z.shape == (len(cohort), 4 + len(numeric))
+    np.testing.assert_allclose(z[:, :4], svd.svd_.transform(ref), rtol=1e-10, atol=1e-10)
+    assert list(svd.get_feature_names_out()) == [f"x{j}" for j in range(4 + len(numeric))]
+
+
+def _later_events(events, cohort, seed=5):
+    """Events strictly after each subject's prediction time (plus unseen codes)."""
+    rng = np.random.default_rng(seed)
+    c = cohort.groupby("subject_id").prediction_time.max()
+    rows = []
+    for sid, pt in c.items():
+        k = int(rng.integers(1, 6))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "subject_id": sid,
+                    "time": pt + pd.to_timedelta(rng.integers(1, 10_000, k), "s"),
+                    "code": rng.choice(CODES + ["NEW/X"], k),
+                    "numeric_value": rng.normal(size=k),
+                }
+            )
+        )
+    later = pd.concat(rows, ignore_index=True)
+    # interleave the later events at random places; the original events keep their
+    # relative order (ties in time are resolved by table order).
+    pos = np.concatenate([np.arange(len(events)), rng.uniform(0, len(events), len(later))])
+    both = pd.concat([events, later], ignore_index=True)
+    return both.iloc[np.argsort(pos, kind="stable")].reset_index(drop=True)
+
+
+def test_counts_no_leakage_and_event_at_prediction_time_used():
+    events = random_events()
+    cohort = random_cohort()
+    enc = EHREncoder(events=events).fit(cohort)
+    more = _later_events(events, cohort)
+    a = enc.transform(cohort)
+    b = EHREncoder(events=more).fit(cohort).transform(cohort)
+    assert a.tobytes() == b.tobytes()
+    # an event exactly at prediction_time counts in every window
+    one = pd.DataFrame(
+        {
+            "subject_id": [0],
+            "time": [pd.Timestamp("2021-01-01")],
+            "code": ["C00"],
+            "numeric_value": [np.nan],
+        }
+    )
+    at = pd.DataFrame({"subject_id": [0], "prediction_time": [pd.Timestamp("2021-01-01")]})
+    before = at.assign(prediction_time=at.prediction_time - pd.Timedelta("1us"))
+    enc = EHREncoder(events=one, windows=["30D", "ever"], on_empty="nan").fit(at)
+    np.testing.assert_array_equal(enc.transform(at), [[1.0, 0.0, 1.0, 0.0]])
+    assert np.isnan(enc.transform(before)).all()
+
+
+def test_on_empty_and_unknown_codes():
+    events = random_events()
+    cohort = random_cohort()  # subjects 40..42 have no events at all
+    hist = cohort.merge(events, on="subject_id", how="left").query("time <= prediction_time")
+    empty = ~cohort.subject_id.isin(hist.subject_id)
+    n_empty = int(empty.sum())
+    assert n_empty > 3
+    z = EHREncoder(events=events, on_empty="zeros").fit(cohort).transform(cohort)
+    assert (z[empty.to_numpy()] == 0).all() and (z[~empty.to_numpy()] != 0).any(axis=1).all()
+    enc = EHREncoder(events=events, on_empty="nan").fit(cohort)
+    n = enc.transform(cohort)
+    assert np.isnan(n[empty.to_numpy()]).all() and not np.isnan(n[~empty.to_numpy()]).any()
+    assert enc.n_empty_ == n_empty
+    first = int(cohort.subject_id[empty].iloc[0])
+    with pytest.raises(
+        ValueError,
+        match=rf"{n_empty} cohort row\(s\) have no events at or before their prediction_time "
+        rf"\(first: subject_id={first},",
+    ):
+        EHREncoder(events=events, on_empty="error").fit(cohort).transform(cohort)
+    # unseen codes go to <unk> and are counted
+    new = events.assign(code=events.code.where(events.index % 10 != 0, "NEW/CODE"))
+    enc = EHREncoder(events=events, windows=["ever"], numeric=None).fit(cohort)
+    out = EHREncoder.transform(enc.set_params(events=new), cohort)
+    n_unknown = int(
+        cohort.merge(new, on="subject_id")
+        .query("time <= prediction_time")
+        .code.eq("NEW/CODE")
+        .sum()
+    )
+    assert enc.n_unknown_events_ == n_unknown > 0
+    assert out[:, -1].sum() == n_unknown
+
+
+@pytest.mark.parametrize(
+    ("params", "cohort_fn", "exc", "match"),
+    [
+        ({"events": None}, None, ValueError, "EHREncoder needs events"),
+        ({"method": "bert"}, None, ValueError, "'method' parameter of EHREncoder must be"),
+        ({"windows": ["30 days please"]}, None, ValueError, "window '30 days please' is not"),
+        ({"windows": ["-5D"]}, None, ValueError, "must be a positive duration"),
+        (
+            {},
+            lambda c: pd.concat([c, c.iloc[:1]]),
+            ValueError,
+            r"1 duplicated \(subject_id, prediction_time\)",
+        ),
+        ({}, lambda c: c.drop(columns="prediction_time"), ValueError, "missing column"),
+        (
+            {},
+            lambda c: c.assign(prediction_time=["tomorrow"] * len(c)),
+            ValueError,
+            "cannot be parsed as datetimes",
+        ),
+        ({"n_components": 3, "sparse_output": True}, None, ValueError, "cannot be combined"),
+        ({"n_components": 500}, None, ValueError, "n_components=500 is too large"),
+    ],
+)
+def test_bad_inputs(params, cohort_fn, exc, match):
+    params = {"events": random_events(), **params}
+    cohort = random_cohort()
+    if cohort_fn is not None:
+        cohort = cohort_fn(cohort)
+    with pytest.raises(exc, match=match):
+        EHREncoder(**params).fit(cohort)
+
+
+def test_bad_events_tables():
+    cohort = random_cohort()
+    ev = random_events()
+    with pytest.raises(ValueError, match=r"missing required column\(s\) \['time'\]"):
+        EHREncoder(events=ev.drop(columns="time")).fit(cohort)
+    with pytest.raises(TypeError, match="'numeric_value' must be numeric"):
+        EHREncoder(events=ev.assign(numeric_value="1.0")).fit(cohort)
+    with pytest.raises(ValueError, match="events table is empty"):
+        EHREncoder(events=ev.iloc[:0]).fit(cohort)
+    with pytest.raises(ValueError, match="cannot be parsed as datetimes"):
+        EHREncoder(events=ev.assign(time="31/31/2020")).fit(cohort)
+
+
+def test_column_transformer_and_clone_shares_events():
+    events = MEDSEvents(random_events())
+    cohort = random_cohort().assign(ct="scan.nii.gz")
+    enc = EHREncoder(events=events, windows=["ever"])
+    assert clone(enc).events is events  # handle shared, never copied
+    ct = ColumnTransformer([("ehr", enc, ["subject_id", "prediction_time"])]).set_output(
+        transform="pandas"
+    )
+    out = ct.fit_transform(cohort)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == [f"ehr__x{j}" for j in range(out.shape[1])]
+    assert out.index.equals(cohort.index)
+    np.testing.assert_array_equal(out.to_numpy(), clone(enc).fit(cohort).transform(cohort))
