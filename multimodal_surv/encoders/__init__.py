@@ -1,0 +1,9 @@
+"""Encoders: sklearn transformers turning CT volumes and EHR events into embeddings."""
+
+from ._ct import CTEncoder
+from ._ehr import EHREncoder
+
+__all__ = [
+    "CTEncoder",
+    "EHREncoder",
+]

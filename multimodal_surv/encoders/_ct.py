@@ -1,0 +1,655 @@
+"""``CTEncoder``: CT volumes -> embeddings with a frozen 3-D backbone."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import numbers
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from ..datasets._imaging import CTReadError, load_ct_volume
+from ._cache import EmbeddingCache, content_hash, fingerprint
+from ._ct_backbones import (
+    BACKBONE_DEFAULTS,
+    build_ctfm,
+    build_merlin,
+    load_state_dict_file,
+    load_weights_strict,
+)
+from ._ct_pretrain import CompactCTNet, pretrain_contrastive
+
+__all__ = ["CTEncoder"]
+
+_NAMED_BACKBONES = ("ssl", "ct-fm", "merlin")
+_AUTO = "auto"
+_RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
+def _is_missing(ref) -> bool:
+    if ref is None:
+        return True
+    if isinstance(ref, np.ndarray):
+        return False
+    try:
+        return bool(pd.isna(ref))
+    except (TypeError, ValueError):
+        return False
+
+
+def _column(X) -> tuple[list, list[str] | None]:
+    """The single column of CT references, plus the input's column names."""
+    if isinstance(X, pd.DataFrame):
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"CTEncoder takes exactly one column of CT references, got {X.shape[1]} "
+                f"columns {list(X.columns)}; select one, e.g. ColumnTransformer([('ct', "
+                "CTEncoder(), ['ct'])])"
+            )
+        return list(X.iloc[:, 0]), [str(c) for c in X.columns]
+    if isinstance(X, pd.Series):
+        return list(X), None
+    if isinstance(X, np.ndarray) and X.dtype != object and X.ndim >= 3:
+        raise ValueError(
+            f"X is a numeric array of shape {X.shape}; pass a list (or one-column "
+            "DataFrame) of 3-D volumes or paths, one per row"
+        )
+    if isinstance(X, np.ndarray) and X.ndim == 2:
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"CTEncoder takes exactly one column of CT references, got {X.shape[1]}"
+            )
+        return list(X[:, 0]), None
+    if isinstance(X, list | tuple | np.ndarray):
+        return list(X), None
+    raise TypeError(
+        f"X of type {type(X).__name__} is not a column of CT references; pass a one-column "
+        "DataFrame, a Series or a list of NIfTI paths, DICOM folders or 3-D arrays"
+    )
+
+
+class _CTDataset(torch.utils.data.Dataset):
+    """Loads and preprocesses one reference per item; errors come back as text."""
+
+    def __init__(self, refs, indices, preprocessing: dict, max_voxels):
+        self.refs = refs
+        self.indices = indices
+        self.preprocessing = preprocessing
+        self.max_voxels = max_voxels
+        self._transform = None
+
+    def _build(self):
+        from monai.transforms import (
+            Compose,
+            CropForeground,
+            Orientation,
+            ResizeWithPadOrCrop,
+            ScaleIntensityRange,
+            Spacing,
+        )
+
+        p = self.preprocessing
+        steps = []
+        if p["orientation"] is not None:
+            steps.append(Orientation(axcodes=p["orientation"], labels=_RAS_LABELS))
+        if p["spacing"] is not None:
+            steps.append(Spacing(pixdim=p["spacing"], mode="bilinear"))
+        if p["hu_window"] is not None:
+            lo, hi = p["hu_window"]
+            steps.append(ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
+        if p["crop_foreground"]:
+            steps.append(CropForeground(allow_smaller=True))
+        if p["spatial_size"] is not None:
+            steps.append(ResizeWithPadOrCrop(spatial_size=p["spatial_size"]))
+        return Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item):
+        i = self.indices[item]
+        if self._transform is None:
+            self._transform = self._build()
+        try:
+            with warnings.catch_warnings():
+                # MONAI's optional GPU DICOM decoder announces its absence on every read.
+                warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
+                vol = load_ct_volume(self.refs[i], max_voxels=self.max_voxels)
+                vol = self._transform(vol)
+        except (CTReadError, OSError) as exc:
+            return i, None, str(exc)
+        vol = vol.as_tensor() if hasattr(vol, "as_tensor") else torch.as_tensor(vol)
+        return i, vol.float().contiguous(), None
+
+
+def _collate(items):
+    return items
+
+
+class CTEncoder(TransformerMixin, BaseEstimator):
+    """Encode CT volumes into embeddings with a frozen 3-D backbone.
+
+    Each row of the input column is a CT reference: a NIfTI file, a folder
+    holding one DICOM series, or a 3-D array of Hounsfield units; a missing
+    value (None / NaN) gives an all-NaN row (modality missing). Volumes are
+    loaded and preprocessed with MONAI (orientation, resampling to a target
+    spacing, HU window scaled to [0, 1], optional foreground crop, pad/crop to
+    a fixed size), encoded in batches by the backbone, and pooled to a vector
+    or to a small grid of spatial tokens.
+
+    Parameters
+    ----------
+    backbone : {"ssl", "ct-fm", "merlin"} or torch.nn.Module, default="ssl"
+        ``"ssl"``: a compact 3-D CNN pretrained self-supervised (SimCLR) on the
+        volumes given to :meth:`fit`, then frozen; needs no downloaded
+        weights. ``"ct-fm"``: CT-FM's ``SegResEncoder`` (512-d) from a local
+        folder. ``"merlin"``: Merlin's I3ResNet-152 image encoder (2048-d)
+        from a local checkpoint. Any ``torch.nn.Module`` (e.g. a MONAI
+        network) returning a feature map ``(B, C, X, Y, Z)`` (or a list of
+        them, last used) or a vector ``(B, C)``; it is copied, not modified.
+    weights : str, os.PathLike or None, default=None
+        ``"ct-fm"``: folder with ``config.json`` and ``model.safetensors``.
+        ``"merlin"``: a state-dict file (``.pt``/``.pth``/``.safetensors``;
+        Merlin and Astra checkpoint prefixes are recognised). Module or
+        ``"ssl"``: optional state-dict file loaded strictly (for ``"ssl"`` it
+        replaces pretraining). Torch files load with ``weights_only=True``.
+    orientation : str, None or "auto", default="auto"
+        Axis codes for MONAI ``Orientation`` (e.g. ``"RAS"``); None keeps the
+        stored orientation. ``"auto"``: the backbone's default.
+    spacing : tuple of 3 floats, None or "auto", default="auto"
+        Target voxel size in mm (MONAI ``Spacing``, trilinear); None keeps
+        the native spacing.
+    hu_window : (float, float), None or "auto", default="auto"
+        HU range mapped linearly to [0, 1] and clipped; None leaves values.
+    spatial_size : tuple of 3 ints, None or "auto", default="auto"
+        Pad (with 0 = lower window edge) and centre-crop to this size; None
+        keeps each volume's size (volumes are then encoded one at a time).
+    crop_foreground : bool or "auto", default="auto"
+        Crop to the bounding box of voxels above the window's lower edge
+        before padding/cropping (CT-FM's recipe).
+    output : {"pooled", "tokens"}, default="pooled"
+        ``"pooled"``: spatial mean of the final feature map, columns
+        ``x0, x1, ...``. ``"tokens"``: the feature map average-pooled to
+        ``token_grid``, tokens in row-major grid order, columns
+        ``t{token}_{j}``.
+    token_grid : tuple of 3 ints, default=(2, 2, 2)
+        Token grid for ``output="tokens"``.
+    pretrain_epochs : int, default=30
+        SimCLR epochs for ``backbone="ssl"``; 0 keeps the random
+        initialisation (the baseline the pretraining must beat).
+    pretrain_max_volumes : int, default=256
+        At most this many volumes (a random subset) are held in memory for
+        pretraining.
+    batch_size : int, default=4
+        Volumes per forward pass at transform.
+    num_workers : int, default=0
+        DataLoader worker processes loading and preprocessing volumes.
+    device : str or torch.device, default="cpu"
+        Where the backbone runs; ``"auto"`` picks CUDA when available.
+    cache_dir : str, os.PathLike or None, default=None
+        Folder for the on-disk embedding cache (keyed by file content,
+        backbone, weights and preprocessing); None disables caching.
+    on_error : {"raise", "nan"}, default="raise"
+        Unreadable, corrupt, non-3-D or non-finite input: raise a
+        :class:`~multimodal_surv.datasets.CTReadError`, or return a NaN row
+        and warn.
+    max_voxels : int or None, default=134217728
+        Refuse volumes with more voxels than this (512**3 by default),
+        checked from the header before reading.
+    progress : bool, default=False
+        Show tqdm progress bars.
+    random_state : int, RandomState or None, default=None
+        Seeds the ``"ssl"`` initialisation, augmentations and shuffling.
+
+    Attributes
+    ----------
+    backbone_ : torch.nn.Module
+        The frozen backbone (eval mode, on ``device_``).
+    preprocessing_ : dict
+        The resolved preprocessing (orientation, spacing, hu_window,
+        spatial_size, crop_foreground).
+    n_features_out_ : int
+        Number of output columns.
+    pretrain_losses_ : list of float
+        NT-Xent loss per epoch (``"ssl"`` only; empty otherwise).
+    n_features_in_ : int
+        Always 1.
+    feature_names_in_ : ndarray of str
+        Input column name, when fitted on a DataFrame.
+
+    References
+    ----------
+    Pai et al., "Vision Foundation Models for Computed Tomography" (CT-FM),
+    arXiv 2501.09001, 2025. Blankemeier et al., "Merlin: A Vision Language
+    Foundation Model for 3D Computed Tomography", 2024. Chen et al., "A Simple
+    Framework for Contrastive Learning of Visual Representations", ICML 2020.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from multimodal_surv.encoders import CTEncoder
+    >>> rng = np.random.default_rng(0)
+    >>> vols = [rng.normal(0, 300, (16, 16, 16)) for _ in range(4)]
+    >>> enc = CTEncoder(spacing=None, spatial_size=(16, 16, 16), pretrain_epochs=1,
+    ...                 random_state=0).fit(vols)
+    >>> enc.transform(vols).shape
+    (4, 64)
+    >>> enc.get_feature_names_out()[:2].tolist()
+    ['x0', 'x1']
+    """
+
+    _parameter_constraints: dict = {
+        "backbone": "no_validation",
+        "weights": "no_validation",
+        "orientation": "no_validation",
+        "spacing": "no_validation",
+        "hu_window": "no_validation",
+        "spatial_size": "no_validation",
+        "crop_foreground": ["boolean", StrOptions({_AUTO})],
+        "output": [StrOptions({"pooled", "tokens"})],
+        "token_grid": "no_validation",
+        "pretrain_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "pretrain_max_volumes": [Interval(numbers.Integral, 2, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
+        "device": [str, torch.device],
+        "cache_dir": [str, os.PathLike, None],
+        "on_error": [StrOptions({"raise", "nan"})],
+        "max_voxels": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "progress": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        backbone="ssl",
+        *,
+        weights=None,
+        orientation=_AUTO,
+        spacing=_AUTO,
+        hu_window=_AUTO,
+        spatial_size=_AUTO,
+        crop_foreground=_AUTO,
+        output="pooled",
+        token_grid=(2, 2, 2),
+        pretrain_epochs=30,
+        pretrain_max_volumes=256,
+        batch_size=4,
+        num_workers=0,
+        device="cpu",
+        cache_dir=None,
+        on_error="raise",
+        max_voxels=512**3,
+        progress=False,
+        random_state=None,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.orientation = orientation
+        self.spacing = spacing
+        self.hu_window = hu_window
+        self.spatial_size = spatial_size
+        self.crop_foreground = crop_foreground
+        self.output = output
+        self.token_grid = token_grid
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_max_volumes = pretrain_max_volumes
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.device = device
+        self.cache_dir = cache_dir
+        self.on_error = on_error
+        self.max_voxels = max_voxels
+        self.progress = progress
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ validation
+
+    def _backbone_kind(self) -> str:
+        if isinstance(self.backbone, nn.Module):
+            return "module"
+        if isinstance(self.backbone, str) and self.backbone in _NAMED_BACKBONES:
+            return self.backbone
+        hint = ""
+        if isinstance(self.backbone, str):
+            close = difflib.get_close_matches(self.backbone.lower(), _NAMED_BACKBONES, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"backbone={self.backbone!r} is not supported; pass one of {list(_NAMED_BACKBONES)} "
+            f"or a torch.nn.Module (e.g. a MONAI network).{hint}"
+        )
+
+    def _resolve_preprocessing(self, kind: str) -> dict:
+        defaults = BACKBONE_DEFAULTS[kind]
+
+        def pick(name):
+            value = getattr(self, name)
+            return defaults[name] if isinstance(value, str) and value == _AUTO else value
+
+        orientation = pick("orientation")
+        if orientation is not None:
+            ok = isinstance(orientation, str) and len(orientation) == 3
+            ok = ok and all(
+                sum(c in pair for c in orientation.upper()) == 1 for pair in ("LR", "AP", "IS")
+            )
+            if not ok:
+                raise ValueError(
+                    f"orientation={orientation!r} is not a valid 3-letter axis code; pass e.g. "
+                    "'RAS' or 'SPL' (one of L/R, one of A/P, one of I/S), None or 'auto'"
+                )
+            orientation = orientation.upper()
+        spacing = pick("spacing")
+        if spacing is not None:
+            spacing = self._triple(spacing, "spacing", float, "e.g. (1.5, 1.5, 3.0) mm")
+        hu = pick("hu_window")
+        if hu is not None:
+            if (
+                not isinstance(hu, list | tuple)
+                or len(hu) != 2
+                or not all(isinstance(v, numbers.Real) for v in hu)
+                or not hu[0] < hu[1]
+            ):
+                raise ValueError(
+                    f"hu_window={hu!r} must be (low, high) HU with low < high, e.g. "
+                    "(-1000, 1000), None or 'auto'"
+                )
+            hu = (float(hu[0]), float(hu[1]))
+        size = pick("spatial_size")
+        if size is not None:
+            size = self._triple(size, "spatial_size", int, "e.g. (64, 64, 64)")
+        crop = pick("crop_foreground")
+        if kind == "ssl" and size is None:
+            raise ValueError(
+                "backbone='ssl' needs a fixed spatial_size for pretraining; pass e.g. "
+                "spatial_size=(64, 64, 64) (or 'auto')"
+            )
+        return {
+            "orientation": orientation,
+            "spacing": spacing,
+            "hu_window": hu,
+            "spatial_size": size,
+            "crop_foreground": bool(crop),
+        }
+
+    @staticmethod
+    def _triple(value, name, cast, example):
+        if (
+            not isinstance(value, list | tuple | np.ndarray)
+            or len(value) != 3
+            or not all(isinstance(v, numbers.Real) and v > 0 for v in value)
+            or (cast is int and not all(float(v).is_integer() for v in value))
+        ):
+            raise ValueError(
+                f"{name}={value!r} must be 3 positive {'integers' if cast is int else 'numbers'} "
+                f"({example}), None or 'auto'"
+            )
+        return tuple(cast(v) for v in value)
+
+    def _resolve_device(self) -> torch.device:
+        if isinstance(self.device, str) and self.device == _AUTO:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            dev = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(
+                f"device={self.device!r} is not a torch device; pass 'cpu', 'cuda', 'cuda:0' "
+                "or 'auto'"
+            ) from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={self.device!r} but CUDA is not available here; pass device='cpu' "
+                "or 'auto'"
+            )
+        return dev
+
+    # ------------------------------------------------------------------ backbone
+
+    def _build_backbone(self, kind: str, seed: int) -> nn.Module:
+        if kind == "ct-fm":
+            return build_ctfm(self.weights)
+        if kind == "merlin":
+            return build_merlin(self.weights)
+        if kind == "module":
+            module = copy.deepcopy(self.backbone)
+        else:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                module = CompactCTNet()
+        if self.weights is not None:
+            load_weights_strict(
+                module, load_state_dict_file(self.weights), source=str(self.weights)
+            )
+        return module
+
+    def _features(self, batch: torch.Tensor) -> torch.Tensor:
+        out = self.backbone_(batch)
+        if isinstance(out, list | tuple):
+            out = out[-1]
+        if isinstance(out, dict):
+            raise TypeError(
+                "backbone returned a dict; wrap it in a module that returns a feature map "
+                "(B, C, X, Y, Z) or a vector (B, C)"
+            )
+        if out.ndim == 5:
+            if self.output == "pooled":
+                return out.mean(dim=(2, 3, 4))
+            grid = torch.nn.functional.adaptive_avg_pool3d(out, self.token_grid_)
+            return grid.flatten(2).transpose(1, 2).flatten(1)
+        if out.ndim == 2:
+            if self.output == "tokens":
+                raise ValueError(
+                    "output='tokens' needs a backbone returning a spatial feature map "
+                    f"(B, C, X, Y, Z); {type(self.backbone_).__name__} returns vectors "
+                    f"of shape {tuple(out.shape)}; use output='pooled'"
+                )
+            return out
+        raise ValueError(
+            f"backbone output has shape {tuple(out.shape)}; expected (B, C, X, Y, Z) or (B, C)"
+        )
+
+    # ------------------------------------------------------------------ loading
+
+    def _iter_preprocessed(self, refs, indices, desc):
+        dataset = _CTDataset(refs, indices, self.preprocessing_, self.max_voxels)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=_collate,
+            shuffle=False,
+        )
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            return tqdm(loader, desc=desc, total=len(loader))
+        return loader
+
+    def _handle_errors(self, errors: list[tuple[int, str]], stacklevel=3) -> None:
+        if not errors:
+            return
+        first = errors[0][1]
+        if self.on_error == "raise":
+            raise CTReadError(
+                f"{first} (row {errors[0][0]}; {len(errors)} unreadable CT inputs in total; "
+                "set on_error='nan' to encode them as missing)"
+            )
+        warnings.warn(
+            f"{len(errors)} CT inputs could not be encoded and give NaN rows "
+            f"(first, row {errors[0][0]}: {first})",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+    # ------------------------------------------------------------------ API
+
+    def fit(self, X, y=None):
+        """Resolve preprocessing, build (and for ``"ssl"`` pretrain) the backbone.
+
+        Parameters
+        ----------
+        X : one-column DataFrame, Series or list
+            CT references (NIfTI paths, DICOM folders, 3-D arrays; NA = missing).
+        y : ignored
+
+        Returns
+        -------
+        self : CTEncoder
+        """
+        self._validate_params()
+        kind = self._backbone_kind()
+        refs, names = _column(X)
+        self.n_features_in_ = 1
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.preprocessing_ = self._resolve_preprocessing(kind)
+        grid = self.token_grid
+        if (
+            not isinstance(grid, list | tuple)
+            or len(grid) != 3
+            or not all(isinstance(g, numbers.Integral) and g >= 1 for g in grid)
+        ):
+            raise ValueError(f"token_grid={grid!r} must be 3 positive integers, e.g. (2, 2, 2)")
+        self.token_grid_ = tuple(int(g) for g in grid)
+        self.device_ = self._resolve_device()
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(2**31 - 1))
+        backbone = self._build_backbone(kind, seed)
+        self.pretrain_losses_ = []
+        if kind == "ssl" and self.weights is None and self.pretrain_epochs > 0:
+            present = [i for i, r in enumerate(refs) if not _is_missing(r)]
+            if len(present) > self.pretrain_max_volumes:
+                present = sorted(rng.choice(present, self.pretrain_max_volumes, replace=False))
+            volumes, errors = [], []
+            for batch in self._iter_preprocessed(refs, present, "CT preprocessing (fit)"):
+                for i, vol, err in batch:
+                    if err is not None:
+                        errors.append((i, err))
+                    else:
+                        volumes.append(vol.to(torch.float16))
+            self._handle_errors(errors)
+            if len(volumes) < 2:
+                raise ValueError(
+                    f"backbone='ssl' pretrains on the volumes given to fit, but only "
+                    f"{len(volumes)} readable volumes were given; pass at least 2 or pass "
+                    "weights=<state dict>"
+                )
+            self.pretrain_losses_ = pretrain_contrastive(
+                backbone,
+                torch.stack(volumes),
+                epochs=self.pretrain_epochs,
+                seed=seed,
+                device=self.device_,
+                progress=self.progress,
+            )
+        backbone = backbone.to(self.device_).eval()
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        self.backbone_ = backbone
+        self.n_features_out_ = self._probe_width()
+        if self.cache_dir is not None:
+            config = {
+                "backbone": type(backbone).__name__,
+                "preprocessing": self.preprocessing_,
+                "output": self.output,
+                "token_grid": self.token_grid_,
+                "format": 1,
+            }
+            self.cache_namespace_ = fingerprint(config, backbone.state_dict())
+        return self
+
+    def _probe_width(self) -> int:
+        size = self.preprocessing_["spatial_size"]
+        if size is None or int(np.prod(size)) > 96**3:
+            size = (32, 32, 32)
+        x = torch.zeros((1, 1, *size), device=self.device_)
+        with torch.no_grad():
+            return int(self._features(x).shape[1])
+
+    def transform(self, X):
+        """Embed each CT reference.
+
+        Parameters
+        ----------
+        X : one-column DataFrame, Series or list
+            CT references; NA gives an all-NaN row.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self, "backbone_")
+        refs, names = _column(X)
+        if names is not None and hasattr(self, "feature_names_in_"):
+            if list(names) != list(self.feature_names_in_):
+                raise ValueError(
+                    f"X has column {names} but CTEncoder was fitted on "
+                    f"{list(self.feature_names_in_)}; pass the same column"
+                )
+        out = np.full((len(refs), self.n_features_out_), np.nan, dtype=np.float32)
+        todo = [i for i, r in enumerate(refs) if not _is_missing(r)]
+        errors: list[tuple[int, str]] = []
+        cache, keys = None, {}
+        if self.cache_dir is not None:
+            cache = EmbeddingCache(self.cache_dir, self.cache_namespace_)
+            remaining = []
+            for i in todo:
+                try:
+                    keys[i] = cache.key(content_hash(refs[i]))
+                except OSError:
+                    remaining.append(i)  # the loader reports the problem
+                    continue
+                hit = cache.get(keys[i])
+                if hit is not None and hit.shape == (self.n_features_out_,):
+                    out[i] = hit
+                else:
+                    remaining.append(i)
+            todo = remaining
+        if todo:
+            with torch.no_grad():
+                for batch in self._iter_preprocessed(refs, todo, "CT encoding"):
+                    good = []
+                    for i, vol, err in batch:
+                        if err is None:
+                            good.append((i, vol))
+                        elif self.on_error == "raise":
+                            self._handle_errors([(i, err)])
+                        else:
+                            errors.append((i, err))
+                    for group in self._same_shape_groups(good):
+                        idx = [i for i, _ in group]
+                        x = torch.stack([v for _, v in group]).to(self.device_)
+                        emb = self._features(x).float().cpu().numpy()
+                        out[idx] = emb
+                        if cache is not None:
+                            for i, row in zip(idx, emb):
+                                if i in keys:
+                                    cache.put(keys[i], row)
+        self._handle_errors(errors)
+        return out
+
+    @staticmethod
+    def _same_shape_groups(items):
+        groups: dict[tuple, list] = {}
+        for i, vol in items:
+            groups.setdefault(tuple(vol.shape), []).append((i, vol))
+        return list(groups.values())
+
+    def get_feature_names_out(self, input_features=None):
+        """Output column names: ``x{j}`` (pooled) or ``t{token}_{j}`` (tokens)."""
+        check_is_fitted(self, "backbone_")
+        if self.output == "pooled":
+            return np.asarray([f"x{j}" for j in range(self.n_features_out_)], dtype=object)
+        n_tokens = int(np.prod(self.token_grid_))
+        dim = self.n_features_out_ // n_tokens
+        return np.asarray([f"t{k}_{j}" for k in range(n_tokens) for j in range(dim)], dtype=object)
