@@ -8,8 +8,6 @@ import warnings
 
 import numpy as np
 import torch
-from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval,
@@ -18,6 +16,9 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EarlyStopping
+from skorch.dataset import unpack_data
 from sksurv.base import SurvivalAnalysisMixin
 from sksurv.linear_model.coxph import BreslowEstimator
 
@@ -264,8 +265,16 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         return dataset.subset(train_idx), dataset.subset(valid_idx)
 
     def train_step_single(self, batch, **fit_params):
-        step = super().train_step_single(batch, **fit_params)
-        if not torch.isfinite(step["loss"]):
+        # As skorch's, but the train mode is set only when it changes: walking
+        # the module tree at every batch is a measurable share of an epoch.
+        if not self.module_.training:
+            self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        loss.backward()
+        step = {"loss": loss, "y_pred": y_pred}
+        if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{type(self).__name__}: the training loss became {float(step['loss'])} at "
                 f"epoch {len(self.history)}. Standardise the features (e.g. "

@@ -87,15 +87,12 @@ class TensorBatchIterator:
         X, y = self.dataset.X, self.dataset.y
         size = max(self.batch_size, 1)
         if self.shuffle:
+            # one gather per pass, then contiguous slices
             order = torch.randperm(n)
-            for start in range(0, n, size):
-                idx = order[start : start + size]
-                if self.drop_last and len(idx) < size:
-                    return
-                yield X[idx], (None if y is None else y[idx])
-        else:
-            for start in range(0, n, size):
-                stop = start + size
-                if self.drop_last and stop > n:
-                    return
-                yield X[start:stop], (None if y is None else y[start:stop])
+            X = X[order]
+            y = None if y is None else y[order]
+        for start in range(0, n, size):
+            stop = start + size
+            if self.drop_last and stop > n:
+                return
+            yield X[start:stop], (None if y is None else y[start:stop])

@@ -66,12 +66,16 @@ def cox_partial_likelihood(
     if n_events == 0:
         return (risk * 0.0).sum()
 
-    order = torch.argsort(time, stable=True)
-    time_s, event_s, risk_s = time[order], event[order], risk[order]
+    # Descending time: a running logsumexp then covers {j : t_j >= t_i}.
+    time_s, order = torch.sort(time, descending=True, stable=True)
+    event_s, risk_s = event[order], risk[order]
+    log_cumsum = torch.logcumsumexp(risk_s, 0)
+    if not bool((time_s[1:] == time_s[:-1]).any()):
+        # No tied times: Efron and Breslow coincide (the common, fast path).
+        return -((risk_s - log_cumsum) * event_s).sum() / n_events
     _, group, counts = torch.unique_consecutive(time_s, return_inverse=True, return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    # log sum of exp(risk) over {j : t_j >= t}, read at the first member of each tie group.
-    log_risk_set = torch.logcumsumexp(risk_s.flip(0), 0).flip(0)[starts]
+    # With ties, a group's risk set is complete at its last member.
+    log_risk_set = log_cumsum[torch.cumsum(counts, 0) - 1]
 
     ev_idx = torch.nonzero(event_s).squeeze(1)
     ev_group = group[ev_idx]
