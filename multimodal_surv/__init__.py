@@ -7,11 +7,22 @@ scorers work unchanged.
 """
 
 from .metrics import concordance_index
-from .models import DeepSurvival, SurvivalNet
+from .models import (
+    CoAttentionFusionSurvival,
+    ContrastiveFusionSurvival,
+    CrossAttentionFusionSurvival,
+    DeepSurvival,
+    LateFusionSurvival,
+    SurvivalNet,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CoAttentionFusionSurvival",
+    "ContrastiveFusionSurvival",
+    "CrossAttentionFusionSurvival",
+    "LateFusionSurvival",
     "DeepSurvival",
     "SurvivalNet",
     "concordance_index",

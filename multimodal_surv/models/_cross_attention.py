@@ -1,0 +1,185 @@
+"""Cross-attention fusion: one modality's tokens attend to the other's."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from sklearn.utils._param_validation import Interval
+
+from ..nn import CrossAttentionFusionNet
+from ._fusion_base import FusionSurvivalNet
+
+__all__ = ["CrossAttentionFusionSurvival"]
+
+
+class CrossAttentionFusionSurvival(FusionSurvivalNet):
+    """Cox model in which the tokens of the ``query`` modality attend to the other's.
+
+    Each modality becomes a short token sequence; the query tokens pass a
+    multi-head cross-attention layer over the other modality's tokens, are
+    pooled by gated attention, and (with the mean of the other modality's
+    tokens as a skip path) feed a risk MLP.
+
+    **Tokens.** Attention over a single key is a constant, so both sides are
+    sequences:
+
+    * columns named ``<mod>__t<token>_<j>`` hold ``n_tokens x dim`` values
+      (read from the names, in any column order);
+    * ``n_tokens={"ct": 8}`` reshapes a modality's plain columns row-major
+      into 8 tokens;
+    * otherwise a plain vector is mapped to ``n_tokens_projected`` tokens by a
+      learned linear tokenizer.
+
+    **Missing modality.** A row whose query modality is all NaN gets learned
+    "missing" tokens; a row missing the key modality has those keys masked and
+    attends to a learned null key only. Rows are never dropped.
+
+    Parameters
+    ----------
+    modalities : dict of str -> list of int or str, default=None
+        See :class:`LateFusionSurvival`.
+    query : str or None, default=None
+        Name of the modality whose tokens query the other (``"ct"`` or
+        ``"ehr"`` for the usual names); ``None`` takes the first modality in
+        column order.
+    n_tokens : dict of str -> int, default=None
+        Token count of modalities whose plain columns hold a token grid.
+    n_tokens_projected : int, default=4
+        Tokens made from a plain vector.
+    d_model : int, default=64
+    n_heads : int, default=2
+    hidden_units : tuple of int, default=(64,)
+        Hidden layers of the risk head.
+    dropout : float, default=0.1
+    module : torch.nn.Module class, default=multimodal_surv.nn.CrossAttentionFusionNet
+    ties, optimizer, lr, weight_decay, max_epochs, batch_size, validation_fraction, patience,
+    random_state, verbose, device, **kwargs
+        As in :class:`~multimodal_surv.DeepSurvival`.
+
+    Attributes
+    ----------
+    modality_names_ : list of str
+        Query modality first.
+    modality_columns_ : dict of str -> ndarray of int
+    token_shapes_ : dict of str -> (n_tokens, dim) or None
+        ``None`` for a plain vector (tokenised by projection).
+    n_missing_ : dict of str -> int
+    module_, baseline_model_, unique_times_, n_features_in_, feature_names_in_, history_
+        As in :class:`~multimodal_surv.DeepSurvival`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksurv.util import Surv
+    >>> from multimodal_surv import CrossAttentionFusionSurvival
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 10))
+    >>> y = Surv.from_arrays(np.ones(300, bool), rng.exponential(np.exp(-X[:, 0] - X[:, 8])))
+    >>> model = CrossAttentionFusionSurvival(
+    ...     {"ct": list(range(8)), "ehr": [8, 9]}, query="ehr", n_tokens={"ct": 4},
+    ...     d_model=16, max_epochs=40, lr=1e-2, random_state=0).fit(X, y)
+    >>> model.token_shapes_
+    {'ehr': None, 'ct': (4, 2)}
+    >>> model.get_attention(X[:3])["attention"].shape  # 4 EHR tokens x (4 CT tokens + null)
+    (3, 4, 5)
+    """
+
+    _first_modality_param = "query"
+    _uses_tokens = True
+
+    _parameter_constraints: dict = {
+        **FusionSurvivalNet._parameter_constraints,
+        **FusionSurvivalNet._fusion_constraints,
+        **FusionSurvivalNet._token_constraints,
+        "query": [str, None],
+        "d_model": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
+        "hidden_units": [tuple, list],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+    }
+
+    def __init__(
+        self,
+        modalities=None,
+        *,
+        query=None,
+        n_tokens=None,
+        n_tokens_projected=4,
+        d_model=64,
+        n_heads=2,
+        hidden_units=(64,),
+        dropout=0.1,
+        module=CrossAttentionFusionNet,
+        ties="efron",
+        optimizer=torch.optim.AdamW,
+        lr=1e-3,
+        weight_decay=1e-3,
+        max_epochs=300,
+        batch_size=1024,
+        validation_fraction=0.15,
+        patience=30,
+        random_state=None,
+        verbose=0,
+        device="cpu",
+        **kwargs,
+    ):
+        super().__init__(
+            module,
+            ties=ties,
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            validation_fraction=validation_fraction,
+            patience=patience,
+            random_state=random_state,
+            verbose=verbose,
+            device=device,
+            **kwargs,
+        )
+        self.modalities = modalities
+        self.query = query
+        self.n_tokens = n_tokens
+        self.n_tokens_projected = n_tokens_projected
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+
+    def initialize_module(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}.")
+        kwargs = {
+            "columns": self._module_columns(),
+            "token_shapes": self._module_token_shapes(),
+            "d_model": self.d_model,
+            "n_heads": self.n_heads,
+            "n_tokens_projected": self.n_tokens_projected,
+            "hidden_units": tuple(self.hidden_units),
+            "dropout": self.dropout,
+            **self.get_params_for("module"),
+        }
+        self.module_ = self.initialized_instance(self.module, kwargs)
+        return self
+
+    def get_attention(self, X):
+        """Attention weights of each row, for inspection.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame, shape (n_samples, n_features)
+
+        Returns
+        -------
+        weights : dict of str -> ndarray
+            ``"attention"``: shape ``(n_samples, n_query_tokens, n_key_tokens + 1)``,
+            head-averaged cross-attention of each query token over the other
+            modality's tokens, the last column being the learned null key
+            (all weight goes there when the key modality is missing); rows sum
+            to 1. ``"pooling"``: shape ``(n_samples, n_query_tokens)``, the
+            gated-attention pooling weights of the query tokens (sum to 1).
+        """
+        _, attention, pooling = self._forward_outputs(X)
+        return {"attention": attention, "pooling": pooling}

@@ -1,0 +1,153 @@
+"""Late fusion: one risk head per modality, combined by learned weights."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ..nn import LateFusionNet
+from ._fusion_base import FusionSurvivalNet
+
+__all__ = ["LateFusionSurvival"]
+
+
+class LateFusionSurvival(FusionSurvivalNet):
+    """Late fusion Cox model: a risk MLP per modality, combined by learned weights.
+
+    ``risk = w_1 r_1(x_1) + w_2 r_2(x_2)``, trained end to end with the Cox
+    partial likelihood. For a patient without a modality (all its columns
+    NaN) that head's risk is replaced by a learned constant, so only the
+    available heads vary; rows are never dropped.
+
+    Modalities come from the ``"<name>__"`` column prefixes of a DataFrame
+    (e.g. ``ColumnTransformer(...).set_output(transform="pandas")``) or from
+    ``modalities``. Exactly two are needed.
+
+    Parameters
+    ----------
+    modalities : dict of str -> list of int or str, default=None
+        Columns of each modality (indices, or names for DataFrame input).
+        ``None`` infers them from the column prefixes.
+    hidden_units : tuple of int, default=(64,)
+        Hidden layers of each modality's risk head.
+    activation : {"relu", "gelu", "selu", "tanh"}, default="relu"
+    dropout : float, default=0.2
+    module : torch.nn.Module class, default=multimodal_surv.nn.LateFusionNet
+    ties, optimizer, lr, weight_decay, max_epochs, batch_size, validation_fraction, patience,
+    random_state, verbose, device, **kwargs
+        As in :class:`~multimodal_surv.DeepSurvival`.
+
+    Attributes
+    ----------
+    modality_names_ : list of str
+    modality_columns_ : dict of str -> ndarray of int
+    modality_weights_ : dict of str -> float
+        The learned combination weights.
+    n_missing_ : dict of str -> int
+        Training rows without each modality.
+    module_, baseline_model_, unique_times_, n_features_in_, feature_names_in_, history_
+        As in :class:`~multimodal_surv.DeepSurvival`.
+
+    See Also
+    --------
+    ContrastiveFusionSurvival, CrossAttentionFusionSurvival, CoAttentionFusionSurvival
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from sksurv.util import Surv
+    >>> from multimodal_surv import LateFusionSurvival
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame(rng.normal(size=(300, 6)),
+    ...                  columns=[f"ct__x{j}" for j in range(3)] + [f"ehr__x{j}" for j in range(3)])
+    >>> risk = X["ct__x0"] + X["ehr__x0"]
+    >>> y = Surv.from_arrays(np.ones(300, bool), rng.exponential(np.exp(-risk)))
+    >>> model = LateFusionSurvival(max_epochs=30, lr=1e-2, random_state=0).fit(X, y)
+    >>> model.modality_names_
+    ['ct', 'ehr']
+    >>> model.predict_modality_risks(X.iloc[:2]).shape
+    (2, 2)
+    """
+
+    _parameter_constraints: dict = {
+        **FusionSurvivalNet._parameter_constraints,
+        **FusionSurvivalNet._fusion_constraints,
+        "hidden_units": [tuple, list],
+        "activation": [StrOptions({"relu", "gelu", "selu", "tanh"})],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+    }
+
+    def __init__(
+        self,
+        modalities=None,
+        *,
+        hidden_units=(64,),
+        activation="relu",
+        dropout=0.2,
+        module=LateFusionNet,
+        ties="efron",
+        optimizer=torch.optim.AdamW,
+        lr=1e-3,
+        weight_decay=1e-3,
+        max_epochs=300,
+        batch_size=1024,
+        validation_fraction=0.15,
+        patience=30,
+        random_state=None,
+        verbose=0,
+        device="cpu",
+        **kwargs,
+    ):
+        super().__init__(
+            module,
+            ties=ties,
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            validation_fraction=validation_fraction,
+            patience=patience,
+            random_state=random_state,
+            verbose=verbose,
+            device=device,
+            **kwargs,
+        )
+        self.modalities = modalities
+        self.hidden_units = hidden_units
+        self.activation = activation
+        self.dropout = dropout
+
+    def initialize_module(self):
+        kwargs = {
+            "columns": self._module_columns(),
+            "hidden_units": tuple(self.hidden_units),
+            "activation": self.activation,
+            "dropout": self.dropout,
+            **self.get_params_for("module"),
+        }
+        self.module_ = self.initialized_instance(self.module, kwargs)
+        return self
+
+    def predict_modality_risks(self, X):
+        """Risk of each modality's head (before weighting); NaN where it is missing.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame, shape (n_samples, n_features)
+
+        Returns
+        -------
+        risks : ndarray of shape (n_samples, 2)
+            Columns in the order of ``modality_names_``.
+        """
+        return self._forward_outputs(X)[1]
+
+    @property
+    def modality_weights_(self):
+        check_is_fitted(self)
+        weights = self.module_.weights.detach().double().numpy()
+        return dict(zip(self.modality_names_, weights.tolist()))
