@@ -21,8 +21,6 @@ import pyarrow.parquet as pq
 from sklearn.utils import Bunch
 from sksurv.util import Surv
 
-from ._meds import MEDS_COLUMNS
-
 __all__ = ["COHORT_COLUMNS", "SITES", "SPLITS", "load_cohort_folder"]
 
 #: Columns every cohort table must hold (``site`` is optional, default ``"internal"``).
@@ -31,6 +29,8 @@ COHORT_COLUMNS = ("subject_id", "prediction_time", "ct", "event", "time", "split
 SITES = ("internal", "external")
 #: Allowed values of the ``split`` column.
 SPLITS = ("train", "test")
+# Columns every MEDS data shard must hold.
+_MEDS_COLUMNS = ("subject_id", "time", "code", "numeric_value")
 _COHORT_FILES = ("cohort.csv", "cohort.parquet")
 _ORACLE_FILE = "oracle.csv"
 _TRUE = {"1", "1.0", "true", "True", "TRUE"}
@@ -189,7 +189,7 @@ def _check_meds_root(meds_root: Path) -> None:
             names = pq.read_schema(shard).names
         except Exception as exc:  # pyarrow raises several error types for a bad file
             raise ValueError(f"{shard}: not a readable parquet file ({exc}).") from exc
-        for column in MEDS_COLUMNS:
+        for column in _MEDS_COLUMNS:
             if column not in names:
                 raise ValueError(
                     f"{shard}: MEDS column {column!r} is missing (columns: {names})."
