@@ -45,7 +45,7 @@ def _did_you_mean(name: str, candidates) -> str:
 
 def _first(values, k: int = 3) -> str:
     values = list(values)
-    shown = ", ".join(repr(v) for v in values[:k])
+    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in values[:k])
     return shown + (f" ... ({len(values)} in all)" if len(values) > k else "")
 
 
@@ -323,7 +323,7 @@ def load_cohort_folder(root: str | os.PathLike) -> Bunch:
     if bad.any():
         raise ValueError(
             f"{where}: {int(bad.sum())} rows have site 'external' and split 'train' "
-            f"(first subject_id: {table['subject_id'][bad].iloc[0]!r}); the external site is "
+            f"(first subject_id: {table['subject_id'][bad].iloc[0]}); the external site is "
             "for testing only: set split to 'test' or site to 'internal'."
         )
     cohort = pd.DataFrame(
