@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import math
 import os
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..datasets._meds import MEDSEvents, event_arrays, validate_cohort
-from ._ehr_counts import CountFeaturizer, parse_windows
+from ._ehr_counts import CountFeaturizer, expand_ranges, parse_windows
+from ._ehr_transformer import (
+    SPECIAL_TOKENS,
+    UNK,
+    CodeTimeTransformer,
+    EventSequences,
+    inference_windows,
+    load_pretrained,
+    save_pretrained,
+    training_chunks,
+)
 
 __all__ = ["EHREncoder"]
 
@@ -64,6 +76,37 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         Rows whose subject has no event up to the prediction time: an all-zero
         row, an all-NaN row (= EHR modality missing for the fusion models) or a
         ``ValueError``.
+    weights : str, os.PathLike or None, default=None
+        ``method="transformer"``: a folder written by :meth:`save_pretrained`;
+        ``fit`` then loads that model (frozen) instead of pretraining. A folder
+        that does not hold a compatible model (FEMR / CLMBR-T checkpoints
+        included, see the docs) raises a ``ValueError`` that says why.
+    pretrain_events : DataFrame, str, os.PathLike, MEDSEvents or None, default=None
+        ``method="transformer"``: pretrain on all events of this separate corpus
+        instead of on the fit cohort's history up to its prediction times.
+    hidden_size, n_layers, n_heads : int, default=64, 2, 4
+        Transformer size (CPU-fast defaults).
+    max_length : int, default=128
+        Tokens per sequence; embeddings use the last ``max_length - 1`` events.
+    n_epochs : int, default=10
+        Pretraining passes over the corpus.
+    batch_size : int, default=32
+        Sequences per pretraining / inference batch.
+    learning_rate : float, default=3e-3
+        AdamW learning rate (cosine decay, weight decay 0.01).
+    dropout : float, default=0.1
+        Dropout during pretraining.
+    n_tokens : int or None, default=None
+        ``None``: one vector (the last event's hidden state), columns ``x{j}``.
+        ``k``: the hidden states of the last ``k`` events, oldest first, columns
+        ``t{i}_{j}`` (short histories are left-filled with the ``<bos>`` state).
+    device : str, default="cpu"
+        Torch device for pretraining and encoding.
+    verbose : bool, default=False
+        Show tqdm progress bars during pretraining and encoding.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation, shuffling and dropout; an int makes
+        pretraining reproducible (the global torch RNG is left untouched).
 
     Attributes
     ----------
@@ -77,8 +120,20 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         Events outside the vocabulary seen by the last ``fit`` / ``transform``.
     n_empty_ : int
         Rows without history in the last ``fit`` / ``transform``.
+    model_ : CodeTimeTransformer
+        The pretrained (or loaded) transformer (``method="transformer"``).
+    pretrain_loss_ : list of float
+        Mean next-code cross-entropy per pretraining epoch.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
+
+    Notes
+    -----
+    ``fit`` uses only events with ``time <= prediction_time`` of the fit rows
+    (per subject, up to its latest prediction time), both for the vocabulary and
+    for pretraining: the self-supervised model never sees a row's future.
+    Events at the same time keep the order of the table. Events with a null
+    ``time`` are MEDS static measurements and count as known at any time.
 
     Examples
     --------
@@ -101,7 +156,7 @@ class EHREncoder(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "events": [pd.DataFrame, str, os.PathLike, MEDSEvents, None],
-        "method": [StrOptions({"counts"})],
+        "method": [StrOptions({"counts", "transformer"})],
         "windows": ["array-like"],
         "min_count": [Interval(Integral, 1, None, closed="left")],
         "max_features": [Interval(Integral, 1, None, closed="left"), None],
@@ -110,6 +165,20 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "sparse_output": ["boolean"],
         "on_empty": [StrOptions({"zeros", "nan", "error"})],
+        "weights": [str, os.PathLike, None],
+        "pretrain_events": [pd.DataFrame, str, os.PathLike, MEDSEvents, None],
+        "hidden_size": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "max_length": [Interval(Integral, 2, None, closed="left")],
+        "n_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "n_tokens": [Interval(Integral, 1, None, closed="left"), None],
+        "device": [str],
+        "verbose": ["boolean"],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -125,6 +194,20 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         n_components=None,
         sparse_output=False,
         on_empty="zeros",
+        weights=None,
+        pretrain_events=None,
+        hidden_size=64,
+        n_layers=2,
+        n_heads=4,
+        max_length=128,
+        n_epochs=10,
+        batch_size=32,
+        learning_rate=3e-3,
+        dropout=0.1,
+        n_tokens=None,
+        device="cpu",
+        verbose=False,
+        random_state=None,
     ):
         self.events = events
         self.method = method
@@ -136,6 +219,20 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         self.n_components = n_components
         self.sparse_output = sparse_output
         self.on_empty = on_empty
+        self.weights = weights
+        self.pretrain_events = pretrain_events
+        self.hidden_size = hidden_size
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.max_length = max_length
+        self.n_epochs = n_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.dropout = dropout
+        self.n_tokens = n_tokens
+        self.device = device
+        self.verbose = verbose
+        self.random_state = random_state
 
     # ------------------------------------------------------------------
     def _check_events_given(self):
@@ -206,6 +303,8 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         arrays = self._arrays(sid)
         if self.method == "counts":
             self._fit_counts(arrays, cohort, sid, pt)
+        else:
+            self._fit_transformer(arrays, cohort, sid, pt)
         return self
 
     def _fit_counts(self, arrays, cohort, sid, pt):
@@ -258,7 +357,9 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "n_embedding_")
         cohort, sid, pt = self._cohort_arrays(X, reset=False)
         arrays = self._arrays(sid)
-        return self._transform_counts(arrays, cohort, sid, pt)
+        if self.method == "counts":
+            return self._transform_counts(arrays, cohort, sid, pt)
+        return self._transform_transformer(arrays, cohort, sid, pt)
 
     def _transform_counts(self, arrays, cohort, sid, pt):
         feat = self.featurizer_
@@ -285,4 +386,236 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         names : ndarray of str
         """
         check_is_fitted(self, "n_embedding_")
+        if self.method == "transformer" and self.n_tokens is not None:
+            return np.asarray(
+                [
+                    f"t{i}_{j}"
+                    for i in range(self.n_tokens)
+                    for j in range(self.model_.hparams["hidden_size"])
+                ],
+                dtype=object,
+            )
         return np.asarray([f"x{j}" for j in range(self.n_embedding_)], dtype=object)
+
+    # -- transformer -------------------------------------------------------
+    def _token_map(self, arrays):
+        """Token of each of ``arrays.codes`` (vocabulary codes after the specials)."""
+        V = self.vocabulary_.size
+        if arrays.codes.size == 0:
+            return np.zeros(0, np.int64)
+        pos = np.minimum(np.searchsorted(self.vocabulary_, arrays.codes), V - 1)
+        hit = self.vocabulary_[pos] == arrays.codes
+        return np.where(hit, pos + len(SPECIAL_TOKENS), UNK).astype(np.int64)
+
+    def _histories(self, arrays, sid, pt):
+        """``(first, end)`` event ranges up to each row's prediction time."""
+        k, end = arrays.locate(sid, pt)
+        first = np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
+        return first, end
+
+    def _seed(self):
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _fit_transformer(self, arrays, cohort, sid, pt):
+        if self.weights is not None:
+            self._load_weights(self.weights)
+        else:
+            if self.pretrain_events is not None:
+                corpus = event_arrays(self.pretrain_events)
+                first, end = corpus.starts[:-1], corpus.starts[1:]
+            else:
+                corpus = arrays
+                last = pd.Series(pt).groupby(sid).max()
+                first, end = self._histories(corpus, last.index.to_numpy(), last.to_numpy())
+            self._pretrain(corpus, first, end)
+        self.n_embedding_ = self.model_.hparams["hidden_size"] * (self.n_tokens or 1)
+        first, end = self._histories(arrays, sid, pt)
+        self.n_empty_ = int(np.count_nonzero(end == first))
+        self.n_unknown_events_ = 0
+
+    def _load_weights(self, folder):
+        model, codes, _ = load_pretrained(folder)
+        self.model_ = model.to(self.device)
+        self.vocabulary_ = codes
+        self.pretrain_loss_ = []
+
+    def _pretrain(self, corpus, first, end):
+        import torch
+        from torch.nn import functional as F
+        from tqdm.auto import tqdm
+
+        # vocabulary from the corpus events that pretraining sees
+        feat = CountFeaturizer(["ever"], self.min_count, self.max_features, None)
+        _, idx, _ = expand_ranges(first, end)
+        freq = np.bincount(corpus.code_ids[idx], minlength=corpus.codes.size)
+        if idx.size == 0:
+            raise ValueError(
+                "no events at or before the cohort's prediction times to pretrain on; pass "
+                "pretrain_events=<MEDS events> or weights=<folder>."
+            )
+        keep = feat.select_codes(freq)
+        self.vocabulary_ = corpus.codes[keep].astype(object)
+        seqs = EventSequences(corpus, self._token_map(corpus))
+        ev_start, length, has_bos = training_chunks(first, end, self.max_length)
+        seed = self._seed()
+        rng = np.random.default_rng(seed)
+        n_batches = math.ceil(ev_start.size / self.batch_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = CodeTimeTransformer(
+                self.vocabulary_.size + len(SPECIAL_TOKENS),
+                self.hidden_size,
+                self.n_layers,
+                self.n_heads,
+                self.max_length,
+                self.dropout,
+            ).to(self.device)
+            opt = torch.optim.AdamW(model.parameters(), lr=self.learning_rate, weight_decay=0.01)
+            total = max(self.n_epochs * n_batches, 1)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
+            )
+            self.pretrain_loss_ = []
+            model.train()
+            with tqdm(total=total, disable=not self.verbose, desc="EHR pretraining") as bar:
+                for _ in range(self.n_epochs):
+                    perm = rng.permutation(ev_start.size)
+                    loss_sum, n_tok = 0.0, 0
+                    for b in range(n_batches):
+                        sel = perm[b * self.batch_size : (b + 1) * self.batch_size]
+                        codes, feats, mask = (
+                            t.to(self.device)
+                            for t in seqs.batch(ev_start[sel], length[sel], has_bos[sel])
+                        )
+                        hidden = model(codes, feats, mask)
+                        valid = mask[:, 1:].bool()
+                        logits = model.logits(hidden[:, :-1][valid])
+                        loss = F.cross_entropy(logits, codes[:, 1:][valid])
+                        opt.zero_grad()
+                        loss.backward()
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                        opt.step()
+                        sched.step()
+                        loss_sum += loss.item() * int(valid.sum())
+                        n_tok += int(valid.sum())
+                        bar.update(1)
+                    self.pretrain_loss_.append(loss_sum / max(n_tok, 1))
+                    bar.set_postfix(loss=f"{self.pretrain_loss_[-1]:.3f}")
+        model.eval()
+        self.model_ = model
+
+    def _encode(self, arrays, first, end):
+        """Hidden states of the last ``n_tokens`` (or 1) events of each history."""
+        import torch
+        from tqdm.auto import tqdm
+
+        model = self.model_
+        max_length = model.hparams["max_length"]
+        hidden_size = model.hparams["hidden_size"]
+        k = self.n_tokens or 1
+        seqs = EventSequences(arrays, self._token_map(arrays))
+        ev_start, length, has_bos = inference_windows(first, end, max_length)
+        out = np.zeros((first.size, k, hidden_size), np.float32)
+        order = np.argsort(length, kind="stable")  # similar lengths share a batch
+        n_batches = math.ceil(first.size / self.batch_size)
+        with torch.inference_mode():
+            for b in tqdm(range(n_batches), disable=not self.verbose, desc="EHR encoding"):
+                sel = order[b * self.batch_size : (b + 1) * self.batch_size]
+                codes, feats, mask = (
+                    t.to(self.device) for t in seqs.batch(ev_start[sel], length[sel], has_bos[sel])
+                )
+                hidden = model(codes, feats, mask).float().cpu().numpy()
+                # positions length-k .. length-1, clipped at 0 (the <bos> state)
+                pos = np.maximum(length[sel][:, None] - k + np.arange(k)[None, :], 0)
+                out[sel] = np.take_along_axis(hidden, pos[..., None], axis=1)
+        return out.reshape(first.size, k * hidden_size)
+
+    def _transform_transformer(self, arrays, cohort, sid, pt):
+        first, end = self._histories(arrays, sid, pt)
+        tokens = self._token_map(arrays)
+        _, idx, _ = expand_ranges(first, end)
+        self.n_unknown_events_ = int(np.count_nonzero(tokens[arrays.code_ids[idx]] == UNK))
+        out = self._encode(arrays, first, end)
+        return self._handle_empty(out, end == first, cohort)
+
+    def next_code_perplexity(self, events) -> float:
+        """Next-code perplexity of the fitted transformer on all events of ``events``.
+
+        Histories are cut into sequences of ``max_length`` tokens as in
+        pretraining; every event is a prediction target (out-of-vocabulary
+        codes as ``<unk>``).
+
+        Parameters
+        ----------
+        events : DataFrame, str, os.PathLike or MEDSEvents
+            Held-out MEDS events.
+
+        Returns
+        -------
+        perplexity : float
+        """
+        import torch
+        from torch.nn import functional as F
+
+        check_is_fitted(self, "model_")
+        arrays = event_arrays(events)
+        seqs = EventSequences(arrays, self._token_map(arrays))
+        ev_start, length, has_bos = training_chunks(
+            arrays.starts[:-1], arrays.starts[1:], self.model_.hparams["max_length"]
+        )
+        nll, n = 0.0, 0
+        with torch.inference_mode():
+            for b in range(0, ev_start.size, self.batch_size):
+                sl = slice(b, b + self.batch_size)
+                codes, feats, mask = (
+                    t.to(self.device) for t in seqs.batch(ev_start[sl], length[sl], has_bos[sl])
+                )
+                valid = mask[:, 1:].bool()
+                logits = self.model_.logits(self.model_(codes, feats, mask)[:, :-1][valid])
+                nll += float(F.cross_entropy(logits.float(), codes[:, 1:][valid], reduction="sum"))
+                n += int(valid.sum())
+        return float(math.exp(nll / max(n, 1)))
+
+    def save_pretrained(self, folder) -> None:
+        """Write the fitted transformer to ``folder`` (safetensors + JSON, no pickle).
+
+        Files: ``config.json`` (architecture), ``model.safetensors`` (weights),
+        ``vocabulary.json`` (special tokens and codes). Load with
+        ``EHREncoder(method="transformer", weights=folder)`` or
+        :meth:`from_pretrained`.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+        """
+        check_is_fitted(self, "model_")
+        save_pretrained(folder, self.model_, self.vocabulary_)
+
+    @classmethod
+    def from_pretrained(cls, folder, *, events=None, **params) -> EHREncoder:
+        """A fitted ``EHREncoder(method="transformer", weights=folder)``, ready to transform.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            Written by :meth:`save_pretrained`.
+        events : DataFrame, str, os.PathLike or MEDSEvents
+            Events to encode.
+        **params
+            Other parameters (``n_tokens``, ``on_empty``, ``batch_size`` ...).
+
+        Returns
+        -------
+        encoder : EHREncoder
+            Fitted; ``clone`` gives the unfitted encoder whose ``fit`` reloads
+            the same folder. Input columns are ``subject_id`` and
+            ``prediction_time``.
+        """
+        enc = cls(events=events, method="transformer", weights=folder, **params)
+        enc._validate_params()
+        enc._load_weights(folder)
+        enc.n_features_in_ = 2
+        enc.feature_names_in_ = np.asarray(["subject_id", "prediction_time"], dtype=object)
+        enc.n_embedding_ = enc.model_.hparams["hidden_size"] * (enc.n_tokens or 1)
+        enc.n_empty_ = enc.n_unknown_events_ = 0
+        return enc

@@ -81,11 +81,7 @@ class CountFeaturizer:
         _, idx, _ = expand_ranges(start, end)
         code_ids = arrays.code_ids[idx]
         freq = np.bincount(code_ids, minlength=arrays.codes.size)
-        keep = np.flatnonzero(freq >= self.min_count)
-        if self.max_features is not None and keep.size > self.max_features:
-            # Most frequent first; ties by code (codes are sorted, so by index).
-            order = np.lexsort((keep, -freq[keep]))
-            keep = np.sort(keep[order[: self.max_features]])
+        keep = self.select_codes(freq)
         self.vocabulary_ = arrays.codes[keep].astype(object)
         self.code_frequency_ = freq[keep]
         self.n_fit_events_ = int(idx.size)
@@ -104,6 +100,15 @@ class CountFeaturizer:
             self.numeric_codes_ = np.zeros(0, object)
             self.numeric_fill_ = np.zeros(0)
         return self
+
+    def select_codes(self, freq: np.ndarray) -> np.ndarray:
+        """Indices of codes with ``freq >= min_count``, the ``max_features`` most frequent."""
+        keep = np.flatnonzero(freq >= self.min_count)
+        if self.max_features is not None and keep.size > self.max_features:
+            # Most frequent first; ties by code (codes are sorted, so by index).
+            order = np.lexsort((keep, -freq[keep]))
+            keep = np.sort(keep[order[: self.max_features]])
+        return keep
 
     @property
     def n_count_features(self) -> int:
