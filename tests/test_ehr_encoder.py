@@ -422,11 +422,21 @@ def test_transformer_bad_weights(pretrained, tmp_path):
         fit.set_params(weights=tmp_path / "empty").fit(cohort)
     femr = tmp_path / "clmbr"
     femr.mkdir()
-    (femr / "config.json").write_text('{"model_type": "femr", "architectures": ["FEMRModel"]}')
+    # the layout of CLMBR-T-base: FEMRModelConfig json + weights + msgpack tokenizer
+    (femr / "config.json").write_text(
+        '{"transformer_config": {"vocab_size": 65536, "hidden_size": 768, "n_layers": 12, '
+        '"attention_width": 496}, "task_config": null}'
+    )
+    (femr / "dictionary.msgpack").write_bytes(b"\x80")
     with pytest.raises(
         ValueError, match="does not hold a compatible model: it is a FEMR checkpoint"
     ):
         fit.set_params(weights=femr).fit(cohort)
+    other = tmp_path / "llama"
+    other.mkdir()
+    (other / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(ValueError, match="format=None \\(model_type='llama'\\), not"):
+        fit.set_params(weights=other).fit(cohort)
     # right format, weights of another size
     enc.save_pretrained(tmp_path / "m")
     small = EHREncoder(events=train, method="transformer", hidden_size=32, n_epochs=1)

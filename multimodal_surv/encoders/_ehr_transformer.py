@@ -214,18 +214,32 @@ def save_pretrained(folder, model: CodeTimeTransformer, vocabulary, extra=None) 
     save_file(state, str(folder / "model.safetensors"), metadata={"format": FORMAT})
 
 
-def _femr_hint(config: dict) -> str | None:
+def _femr_hint(config: dict, folder: Path) -> str | None:
+    """Why a FEMR (CLMBR-T / MOTOR) checkpoint cannot be loaded here, or None."""
     text = json.dumps(config).lower()
-    if "femr" in text or "clmbr" in text or "motor" in text:
-        return (
-            "it is a FEMR checkpoint (CLMBR-T / MOTOR, model_type "
-            f"{config.get('model_type')!r}). Those need femr's own tokenizer (a "
-            "dictionary.msgpack of ontology-aware codes and numeric bins over the Athena "
-            "OMOP vocabulary) and femr's transformer; reproducing them here would silently "
-            "give different embeddings. Encode with femr in its own environment and pass "
-            "the embeddings as columns, or pretrain here with EHREncoder(method='transformer')"
-        )
-    return None
+    femr_like = (
+        "femr" in text
+        or "clmbr" in text
+        or "motor" in text
+        or "transformer_config" in config
+        or (folder / "dictionary.msgpack").is_file()
+    )
+    if not femr_like:
+        return None
+    return (
+        "it is a FEMR checkpoint (CLMBR-T / MOTOR: config.json with a transformer_config, "
+        "weights, and a dictionary.msgpack tokenizer). Its architecture (RMSNorm, parallel "
+        "attention + feed-forward, rotary embeddings over ages in days, local attention) "
+        "could be rebuilt, but its inputs cannot be reproduced faithfully without femr: "
+        "tokens come from femr's msgpack dictionary (OMOP codes, per-code numeric bins, "
+        "text values; hierarchical models also need the Athena ontology), every sequence "
+        "starts at a birth event, and time features follow femr's own normalisation - any "
+        "deviation gives plausible but wrong embeddings with no error, and the gated "
+        "weights cannot be checked here. Compute CLMBR embeddings with femr in its own "
+        "environment (it pins meds==0.3.3, xformers, nptyping==2.4.1 ...) and pass them "
+        "as 'ehr__' columns, or pretrain a model here with EHREncoder(method='transformer') "
+        "and save_pretrained"
+    )
 
 
 def load_pretrained(folder):
@@ -259,7 +273,7 @@ def load_pretrained(folder):
     except json.JSONDecodeError as exc:
         raise ValueError(f"{cfg_path} is not valid JSON ({exc}); {fix}.") from exc
     if config.get("format") != FORMAT:
-        hint = _femr_hint(config)
+        hint = _femr_hint(config, folder)
         why = hint or (
             f"its config.json has format={config.get('format')!r} "
             f"(model_type={config.get('model_type')!r}), not {FORMAT!r}"
