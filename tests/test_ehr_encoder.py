@@ -475,3 +475,46 @@ def test_transformer_beats_ever_counts_on_recency_outcome():
     # measured: counts-ever 0.504, transformer 0.684
     assert c_counts < 0.56
     assert c_transformer > c_counts + 0.08, (c_transformer, c_counts)
+
+
+@pytest.mark.filterwarnings("ignore:DeepSurvival reached max_epochs")
+def test_grid_search_pipeline_with_deep_survival_shares_events():
+    """Acceptance 4: ehr__ columns into DeepSurvival, through GridSearchCV, events not copied."""
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.pipeline import Pipeline
+
+    from multimodal_surv import DeepSurvival
+
+    n = 120
+    events = rule_corpus(n, 4, n_events=15)
+    cohort = last_event_cohort(events)
+    hist = events.groupby("subject_id").code.last().str[2:].astype(int).to_numpy()
+    rng = np.random.default_rng(0)
+    t = rng.exponential(np.exp(-1.5 * (hist < 10)))
+    y = Surv.from_arrays(np.ones(n, bool), t)
+    handle = MEDSEvents(events)
+    pipe = Pipeline(
+        [
+            (
+                "enc",
+                ColumnTransformer(
+                    [("ehr", EHREncoder(events=handle), ["subject_id", "prediction_time"])]
+                ).set_output(transform="pandas"),
+            ),
+            ("scale", StandardScaler().set_output(transform="pandas")),
+            ("model", DeepSurvival(hidden_units=(), max_epochs=5, random_state=0)),
+        ]
+    )
+    gs = GridSearchCV(
+        pipe,
+        {"enc__ehr__windows": [["ever"], ["30D", "ever"]]},
+        cv=KFold(2, shuffle=True, random_state=0),
+    ).fit(cohort, y)
+    best = gs.best_estimator_
+    assert best.named_steps["enc"].named_transformers_["ehr"].events is handle
+    z = best.named_steps["enc"].transform(cohort)
+    assert all(c.startswith("ehr__x") for c in z.columns)
+    windows = gs.best_params_["enc__ehr__windows"]
+    direct = EHREncoder(events=events, windows=windows).fit(cohort).transform(cohort)
+    np.testing.assert_array_equal(z.to_numpy(), direct)
+    assert np.isfinite(best.predict(cohort)).all()
