@@ -268,6 +268,9 @@ def _ellipsoid(grid, center, semi):
 def _render_ct(rng, site: _Site, fov, grid, radii, n_calcium) -> np.ndarray:
     """Hounsfield-unit volume of a miniature chest phantom (x: left->right, RAS)."""
     fx, fy, fz = fov
+    # Everything scales with the field of view: the phantom looks the same in voxel
+    # space whatever the spacing; its "mm" are true mm at the default 48 mm width.
+    unit = fx / 48.0
     x, y, _ = grid
     jit = 1.0 + np.array([0.02, 0.02, 0.01, 0.01]) * rng.standard_normal(4)
     vol = np.full(site.shape, -1000.0, dtype=np.float32)
@@ -293,7 +296,7 @@ def _render_ct(rng, site: _Site, fov, grid, radii, n_calcium) -> np.ndarray:
     vol = np.where(np.broadcast_to(spine_r2 <= 0.55, site.shape), np.float32(300.0), vol)
 
     voxel = float(min(site.spacing))
-    for r in radii:  # solid nodules, soft edge = partial volume
+    for r in radii * unit:  # solid nodules, soft edge = partial volume
         center, semi = lungs[int(rng.integers(2))]
         d = rng.standard_normal(3)
         d *= rng.uniform() ** (1.0 / 3.0) / np.linalg.norm(d)
@@ -310,7 +313,7 @@ def _render_ct(rng, site: _Site, fov, grid, radii, n_calcium) -> np.ndarray:
             0.12 * fy + d[1] * 0.12 * fy,
             -0.12 * fz + d[2] * 0.2 * fz,
         )
-        r = rng.uniform(1.0, 2.0)
+        r = rng.uniform(1.0, 2.0) * unit
         dist = np.sqrt(_ellipsoid(grid, c, (1.0, 1.0, 1.0)))
         w = np.clip((r - dist) / voxel + 0.5, 0.0, 1.0)
         vol += w * (np.float32(rng.uniform(600.0, 1000.0)) - vol)
