@@ -141,7 +141,6 @@ class _Site:
     """Acquisition and coding habits of one site."""
 
     name: str
-    code: int
     spacing: tuple[float, float, float]
     shape: tuple[int, int, int]
     noise_hu: float
@@ -158,22 +157,20 @@ def _sites(volume_shape, spacing, shift) -> tuple[_Site, _Site]:
     fov = np.asarray(volume_shape) * np.asarray(spacing)
     internal = _Site(
         "internal",
-        1,
         spacing,
-        tuple(int(s) for s in volume_shape),
-        12.0,
-        0.0,
-        0.6,
-        0.7,
-        0.0,
-        0.0,
-        1.0,
+        tuple(int(v) for v in volume_shape),
+        noise_hu=12.0,
+        hu_offset=0.0,
+        blur=0.6,
+        code_prob=0.7,
+        alt_code_prob=0.0,
+        si_creatinine_prob=0.0,
+        visit_rate=1.0,
     )
     ext_spacing = tuple(float(s) * (1.0 + 0.25 * shift) for s in spacing)
     ext_shape = tuple(max(4, int(round(f / s))) for f, s in zip(fov, ext_spacing))
     external = _Site(
         "external",
-        2,
         ext_spacing,
         ext_shape,
         noise_hu=12.0 * (1.0 + shift),
@@ -644,7 +641,12 @@ def make_synthetic_cohort(
         Voxels of the internal site's volumes (x, y, z); the external site
         covers the same field of view with its own spacing.
     spacing : tuple of 3 floats, default=(1.0, 1.0, 2.0)
-        Internal voxel spacing in mm.
+        Internal voxel spacing in mm. The phantom scales with the field of
+        view (``volume_shape * spacing``), so the voxel-space image is the same
+        for any spacing: the default is a realistic CT voxel size over a
+        miniature 48 x 48 x 64 mm field of view; ``(7.0, 7.0, 10.0)`` gives a
+        chest-sized one (336 x 336 x 320 mm), which suits encoders that
+        resample to a coarse spacing (e.g. 5 mm) before encoding.
     ct_missing : float in [0, 1), default=0.0
         Share of subjects without a CT (empty ``ct`` cell; their CT risk part
         still acts on the hazard).
