@@ -25,8 +25,9 @@ _TOKEN_NAME = re.compile(r"^t(\d+)_(\d+)$")
 
 
 def _did_you_mean(value, options):
-    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    by_lower = {str(o).lower(): str(o) for o in options}
+    close = difflib.get_close_matches(str(value).lower(), list(by_lower), n=1)
+    return f" Did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
 def _preview(values, k=5):

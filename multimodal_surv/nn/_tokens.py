@@ -60,8 +60,10 @@ class ModalityTokenizer(nn.Module):
       whole vector to ``n_tokens_projected`` tokens (attention over a single
       key would be a constant, so a vector is split into several tokens).
 
-    A learned position embedding is added to each token, then LayerNorm. Rows
-    flagged missing get a learned "missing" token sequence instead.
+    A learned position embedding is added to each token (no normalisation
+    here: a LayerNorm right after a linear map would erase the scale of the
+    features, which carries the signal). Rows flagged missing get a learned
+    "missing" token sequence instead.
 
     Parameters
     ----------
@@ -111,7 +113,6 @@ class ModalityTokenizer(nn.Module):
         self.d_model = d_model
         self.position = nn.Parameter(torch.randn(n_tokens, d_model) * 0.02)
         self.missing = nn.Parameter(torch.randn(n_tokens, d_model) * 0.02)
-        self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
@@ -120,7 +121,7 @@ class ModalityTokenizer(nn.Module):
             tokens = self.proj(x.reshape(n, *self.token_shape))
         else:
             tokens = self.proj(x).reshape(n, self.n_tokens, self.d_model)
-        tokens = self.norm(tokens + self.position)
+        tokens = tokens + self.position
         if missing is not None:
             tokens = torch.where(missing[:, None, None], self.missing.expand_as(tokens), tokens)
         return self.dropout(tokens)
