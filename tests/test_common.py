@@ -15,7 +15,13 @@ from sksurv.metrics import (
 )
 from sksurv.util import Surv
 
-from multimodal_surv import DeepSurvival
+from multimodal_surv import (
+    CoAttentionFusionSurvival,
+    ContrastiveFusionSurvival,
+    CrossAttentionFusionSurvival,
+    DeepSurvival,
+    LateFusionSurvival,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*reached max_epochs:UserWarning")
 
@@ -25,6 +31,16 @@ FAST = {"max_epochs": 15, "random_state": 0, "patience": 5}
 # appended below so that every estimator goes through the same checks.
 ESTIMATORS = {
     "DeepSurvival": lambda: DeepSurvival(hidden_units=(16,), **FAST),
+    "LateFusionSurvival": lambda: LateFusionSurvival(hidden_units=(16,), **FAST),
+    "ContrastiveFusionSurvival": lambda: ContrastiveFusionSurvival(
+        hidden_units=(16,), projection_dim=8, **FAST
+    ),
+    "CrossAttentionFusionSurvival": lambda: CrossAttentionFusionSurvival(
+        d_model=8, hidden_units=(16,), **FAST
+    ),
+    "CoAttentionFusionSurvival": lambda: CoAttentionFusionSurvival(
+        d_model=8, hidden_units=(16,), **FAST
+    ),
 }
 
 

@@ -45,7 +45,10 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
     activation : {"relu", "gelu", "selu", "tanh"}, default="relu"
     dropout : float, default=0.2
     module : torch.nn.Module class, default=multimodal_surv.nn.ContrastiveFusionNet
-    ties, optimizer, lr, weight_decay, max_epochs, batch_size, validation_fraction, patience,
+    lr : float, default=3e-3
+        Higher than DeepSurvival's: batches are whole risk sets (one step per
+        epoch below ``batch_size`` rows), and the fused networks are deeper.
+    ties, optimizer, weight_decay, max_epochs, batch_size, validation_fraction, patience,
     random_state, verbose, device, **kwargs
         As in :class:`~multimodal_surv.DeepSurvival`. The InfoNCE negatives
         are the other rows of a batch, so large batches help here too.
@@ -107,7 +110,7 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         module=ContrastiveFusionNet,
         ties="efron",
         optimizer=torch.optim.AdamW,
-        lr=1e-3,
+        lr=3e-3,
         weight_decay=1e-3,
         max_epochs=300,
         batch_size=1024,

@@ -53,7 +53,10 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
         Hidden layers of the risk head.
     dropout : float, default=0.1
     module : torch.nn.Module class, default=multimodal_surv.nn.CrossAttentionFusionNet
-    ties, optimizer, lr, weight_decay, max_epochs, batch_size, validation_fraction, patience,
+    lr : float, default=3e-3
+        Higher than DeepSurvival's: batches are whole risk sets (one step per
+        epoch below ``batch_size`` rows), and the fused networks are deeper.
+    ties, optimizer, weight_decay, max_epochs, batch_size, validation_fraction, patience,
     random_state, verbose, device, **kwargs
         As in :class:`~multimodal_surv.DeepSurvival`.
 
@@ -113,7 +116,7 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
         module=CrossAttentionFusionNet,
         ties="efron",
         optimizer=torch.optim.AdamW,
-        lr=1e-3,
+        lr=3e-3,
         weight_decay=1e-3,
         max_epochs=300,
         batch_size=1024,
