@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) benchmarks/real_data.py --quick
+	HF_HUB_OFFLINE=1 $(PY) -m multimodal_surv benchmark --out results
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

@@ -38,7 +38,7 @@ class DeepSurvival(SurvivalNet):
     batch_norm : bool, default=False
     ties : {"efron", "breslow"}, default="efron"
     optimizer : torch optimizer class, default=torch.optim.AdamW
-    lr : float, default=1e-3
+    lr : float, default=3e-3
     weight_decay : float, default=1e-3
     max_epochs : int, default=300
     batch_size : int, default=1024
@@ -98,7 +98,7 @@ class DeepSurvival(SurvivalNet):
         module=RiskMLP,
         ties="efron",
         optimizer=torch.optim.AdamW,
-        lr=1e-3,
+        lr=3e-3,
         weight_decay=1e-3,
         max_epochs=300,
         batch_size=1024,
