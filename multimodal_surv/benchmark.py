@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -115,7 +116,9 @@ def default_models(*, fusion_ehr="counts", random_state=0):
 
     Every estimator sits behind a ``StandardScaler`` (pandas output, so the
     ``ct__`` / ``ehr__`` prefixes reach the fusion estimators) and uses its
-    library defaults with a shared ``random_state``.
+    library defaults with a shared ``random_state``. ``DeepSurvival`` rows
+    impute a missing modality (NaN columns) with the training mean; the fusion
+    estimators handle it natively.
 
     Parameters
     ----------
@@ -142,10 +145,15 @@ def default_models(*, fusion_ehr="counts", random_state=0):
         "Co-attention (CT-guided)": (fused, CoAttentionFusionSurvival(guide="ct", **rs)),
         "Co-attention (EHR-guided)": (fused, CoAttentionFusionSurvival(guide="ehr", **rs)),
     }
-    return {
-        name: (keys, make_pipeline(StandardScaler().set_output(transform="pandas"), est))
-        for name, (keys, est) in specs.items()
-    }
+    models = {}
+    for name, (keys, est) in specs.items():
+        steps = [StandardScaler().set_output(transform="pandas"), est]
+        if isinstance(est, DeepSurvival):
+            # Unimodal and early-fusion baselines cannot take a missing modality:
+            # they see the training mean instead (fusion estimators mask it).
+            steps.insert(0, SimpleImputer(keep_empty_features=True).set_output(transform="pandas"))
+        models[name] = (keys, make_pipeline(*steps))
+    return models
 
 
 def _masks(cohort):

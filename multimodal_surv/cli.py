@@ -51,6 +51,7 @@ def _parser():
     bench.add_argument("--bootstrap", type=int, default=None,
                        help="bootstrap resamples (default 1000; 200 with --quick)")
     bench.add_argument("--no-progress", action="store_true", help="silence progress messages")
+    bench.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
 
 
@@ -104,9 +105,17 @@ def _benchmark(args):
 
 def main(argv=None):
     """Entry point of the ``multimodal-surv`` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "benchmark":
-        return _benchmark(args)
+        try:
+            return _benchmark(args)
+        except (ValueError, FileNotFoundError) as exc:
+            # Bad cohorts and arguments are user errors: a message, not a traceback
+            # (--debug shows the traceback).
+            if args.debug:
+                raise
+            parser.error(str(exc))
     return 2  # pragma: no cover - argparse requires a command
 
 
