@@ -115,6 +115,7 @@ def worker(backbone: str, n: int, shape, batch_size: int, num_workers: int) -> d
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return {
             "backbone": backbone,
+            "n": n,
             "input": "x".join(map(str, enc.preprocessing_["spatial_size"] or ("native",))),
             "dim": int(out.shape[1]),
             "vol_per_s": n / elapsed,
@@ -129,6 +130,11 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="volumes per backbone")
     ap.add_argument("--backbones", default="ssl,ct-fm,merlin")
+    ap.add_argument(
+        "--n-per",
+        default="",
+        help="volumes per backbone overriding --n, e.g. 'merlin=10,ct-fm=20'",
+    )
     ap.add_argument("--shape", default="192,192,96", help="stored volume shape (voxels)")
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--num-workers", type=int, default=1)
@@ -140,23 +146,27 @@ def main(argv=None) -> None:
         res = worker(args.worker, args.n, shape, args.batch_size, args.num_workers)
         print(json.dumps(res))
         return
+    n_per = {b: args.n for b in args.backbones.split(",")}
+    for item in filter(None, args.n_per.split(",")):
+        name, value = item.split("=")
+        n_per[name] = int(value)
     rows = []
     for backbone in args.backbones.split(","):
-        cmd = [sys.executable, __file__, "--worker", backbone, "--n", str(args.n)]
+        cmd = [sys.executable, __file__, "--worker", backbone, "--n", str(n_per[backbone])]
         cmd += ["--shape", ",".join(map(str, shape)), "--batch-size", str(args.batch_size)]
         cmd += ["--num-workers", str(args.num_workers)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"done {backbone}", file=sys.stderr)
     head = (
-        f"CTEncoder on CPU ({os.cpu_count()} cores), {args.n} NIfTI volumes of "
+        f"CTEncoder on CPU ({os.cpu_count()} cores, shared), NIfTI volumes of "
         f"{'x'.join(map(str, shape))} voxels streamed from disk, batch_size={args.batch_size}, "
         f"num_workers={args.num_workers}\n\n"
-        "| backbone | input | dim | volumes/s | peak RSS (MiB) | RSS after 10% (MiB) | "
-        "RSS at end (MiB) | weights |\n|---|---|---|---|---|---|---|---|\n"
+        "| backbone | volumes | input | dim | volumes/s | peak RSS (MiB) | RSS after 10% (MiB) | "
+        "RSS at end (MiB) | weights |\n|---|---|---|---|---|---|---|---|---|\n"
     )
     body = "".join(
-        f"| {r['backbone']} | {r['input']} | {r['dim']} | {r['vol_per_s']:.2f} | "
+        f"| {r['backbone']} | {r['n']} | {r['input']} | {r['dim']} | {r['vol_per_s']:.2f} | "
         f"{r['peak_mib']:.0f} | {r['rss_first_mib']:.0f} | {r['rss_end_mib']:.0f} | "
         f"{r['note']} |\n"
         for r in rows

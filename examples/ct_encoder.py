@@ -5,7 +5,7 @@ DICOM series), fits the offline self-supervised default, and prints the
 ``ct__`` embedding table. Second run of ``transform`` is served from the cache.
 
     python examples/ct_encoder.py            # 24 volumes, 32^3, 5 pretraining epochs
-    python examples/ct_encoder.py --small    # 6 volumes, 2 epochs (seconds)
+    python examples/ct_encoder.py --quick    # 6 volumes, 2 epochs (seconds); --small = alias
 """
 
 import argparse
@@ -33,9 +33,9 @@ def phantom(rng, size):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--small", action="store_true", help="tiny run for tests")
+    ap.add_argument("--quick", "--small", action="store_true", help="tiny run for tests")
     args = ap.parse_args(argv)
-    n, size, epochs = (6, 16, 2) if args.small else (24, 32, 5)
+    n, size, epochs = (6, 16, 2) if args.quick else (24, 32, 5)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -32,7 +32,12 @@ def smooth_volume(shape=(24, 20, 16), seed=0):
 
 def random_encoder(**kw):
     params = dict(
-        spacing=None, spatial_size=SIZE, pretrain_epochs=0, random_state=0, hu_window=(-300, 700)
+        spacing=None,
+        spatial_size=SIZE,
+        pretrain_epochs=0,
+        random_state=0,
+        hu_window=(-300, 700),
+        pooling="mean",
     )
     params.update(kw)
     return CTEncoder(**params)
@@ -355,3 +360,52 @@ def test_column_transformer_prefix_and_deep_survival(tmp_path):
         Z.drop(index=3), y
     )
     assert np.isfinite(model.predict(Z.drop(index=3))).all()
+
+
+def test_multiscale_pooling_layout(volume):
+    enc = random_encoder(pooling="auto").fit([volume, volume])
+    assert enc.pooling_ == "multiscale"
+    emb = enc.transform([volume])
+    assert emb.shape == (1, 2 * (16 + 32 + 64 + 64))
+    maps = enc.backbone_(torch.zeros(1, 1, *SIZE))
+    assert [m.shape[1] for m in maps] == [16, 32, 64, 64]
+    means, maxima = emb[0, :176], emb[0, 176:]
+    assert (maxima >= means - 1e-6).all()  # a max is never below the mean
+    tokens = random_encoder(pooling="multiscale", output="tokens").fit([volume, volume])
+    t = tokens.transform([volume]).reshape(8, 352)
+    # Mean over equal grid cells = global mean; max over cells = global max.
+    np.testing.assert_allclose(t[:, :176].mean(0), means, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(t[:, 176:].max(0), maxima, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_ssl_embeddings_carry_the_ct_risk(tmp_path):
+    """The default encoder, fitted without labels, recovers most of the CT signal.
+
+    Reference: the oracle (true CT log-hazard part) on the same subjects. The
+    full comparison with random weights is benchmarks/ct_ssl_quality.py.
+    """
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sksurv.metrics import concordance_index_censored
+
+    from multimodal_surv import DeepSurvival
+    from multimodal_surv.datasets import make_synthetic_cohort
+
+    data = make_synthetic_cohort(tmp_path, n_subjects=300, balance=1.0, seed=1)
+    cohort, y = data.cohort, data.y
+    train = ((cohort.split == "train") & (cohort.site == "internal")).to_numpy()
+    test = ((cohort.split == "test") & (cohort.site == "internal")).to_numpy()
+    enc = CTEncoder(pretrain_epochs=3, random_state=0).fit(cohort.loc[train, ["ct"]])
+    Z = enc.transform(cohort[["ct"]])
+    assert Z.shape == (300, 352) and np.isfinite(Z).all()
+    model = make_pipeline(StandardScaler(), DeepSurvival(random_state=0)).fit(Z[train], y[train])
+    event, time_ = y.dtype.names[:2]
+
+    def c(risk):
+        return concordance_index_censored(y[event][test], y[time_][test], risk)[0]
+
+    oracle = c(data.oracle_parts["ct_part"].to_numpy()[test])
+    ssl = c(model.predict(Z[test]))
+    # At least half of the oracle's margin over chance.
+    assert ssl - 0.5 >= 0.5 * (oracle - 0.5), (ssl, oracle)

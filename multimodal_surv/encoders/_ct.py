@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
 import numbers
 import os
 import warnings
@@ -26,13 +27,32 @@ from ._ct_backbones import (
     load_state_dict_file,
     load_weights_strict,
 )
-from ._ct_pretrain import CompactCTNet, pretrain_contrastive
+from ._ct_pretrain import CompactCTNet, pool_features, pretrain_contrastive
 
 __all__ = ["CTEncoder"]
 
 _NAMED_BACKBONES = ("ssl", "ct-fm", "merlin")
 _AUTO = "auto"
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+_POOLINGS = ("mean", "multiscale")
+
+
+class _DropMessage(logging.Filter):
+    """Drop one known, harmless log line (MONAI announces a missing GPU DICOM decoder
+    every time an image loader is built, i.e. once per volume)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def _quiet_monai_dicom_plugin() -> None:
+    logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    if not any(isinstance(f, _DropMessage) for f in logger.filters):
+        logger.addFilter(_DropMessage("nvImageCodec is not available"))
 
 
 def _is_missing(ref) -> bool:
@@ -97,6 +117,7 @@ class _CTDataset(torch.utils.data.Dataset):
             Spacing,
         )
 
+        _quiet_monai_dicom_plugin()
         p = self.preprocessing
         steps = []
         if p["orientation"] is not None:
@@ -146,12 +167,20 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     a fixed size), encoded in batches by the backbone, and pooled to a vector
     or to a small grid of spatial tokens.
 
+    The default (``"ssl"``) needs no downloaded weights: at :meth:`fit` each
+    volume (at most ``pretrain_max_volumes``) is preprocessed once, held in
+    memory, and a compact 3-D CNN is pretrained on them with SimCLR, then
+    frozen. Its input is 32^3 voxels at 2 mm (a 64 mm cube around the volume
+    centre): sized for CPUs and small fields of view; for whole chest CTs pass
+    a coarser ``spacing`` and/or a larger ``spatial_size`` (see the docs).
+
     Parameters
     ----------
     backbone : {"ssl", "ct-fm", "merlin"} or torch.nn.Module, default="ssl"
-        ``"ssl"``: a compact 3-D CNN pretrained self-supervised (SimCLR) on the
-        volumes given to :meth:`fit`, then frozen; needs no downloaded
-        weights. ``"ct-fm"``: CT-FM's ``SegResEncoder`` (512-d) from a local
+        ``"ssl"``: a compact 3-D CNN (4 stride-2 stages, 16-32-64-64
+        channels) pretrained self-supervised (SimCLR with acquisition-like
+        views, no cropping) on the volumes given to :meth:`fit`, then frozen;
+        needs no downloaded weights. ``"ct-fm"``: CT-FM's ``SegResEncoder`` (512-d) from a local
         folder. ``"merlin"``: Merlin's I3ResNet-152 image encoder (2048-d)
         from a local checkpoint. Any ``torch.nn.Module`` (e.g. a MONAI
         network) returning a feature map ``(B, C, X, Y, Z)`` (or a list of
@@ -177,18 +206,25 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         Crop to the bounding box of voxels above the window's lower edge
         before padding/cropping (CT-FM's recipe).
     output : {"pooled", "tokens"}, default="pooled"
-        ``"pooled"``: spatial mean of the final feature map, columns
-        ``x0, x1, ...``. ``"tokens"``: the feature map average-pooled to
-        ``token_grid``, tokens in row-major grid order, columns
-        ``t{token}_{j}``.
+        ``"pooled"``: one vector per volume, columns ``x0, x1, ...``.
+        ``"tokens"``: the pooling applied in each cell of ``token_grid``,
+        tokens in row-major grid order, columns ``t{token}_{j}``.
+    pooling : {"mean", "multiscale"} or "auto", default="auto"
+        ``"mean"``: spatial mean of the final feature map (the published
+        recipe of CT-FM and Merlin). ``"multiscale"``: spatial mean and max
+        of every feature map the backbone returns (a list of stage outputs,
+        as ``"ssl"`` and CT-FM's ``SegResEncoder`` return), concatenated;
+        keeps fine-scale information such as how many small bright findings
+        a volume holds. ``"auto"``: ``"multiscale"`` for ``"ssl"`` (352-d),
+        ``"mean"`` otherwise.
     token_grid : tuple of 3 ints, default=(2, 2, 2)
         Token grid for ``output="tokens"``.
-    pretrain_epochs : int, default=30
+    pretrain_epochs : int, default=10
         SimCLR epochs for ``backbone="ssl"``; 0 keeps the random
-        initialisation (the baseline the pretraining must beat).
+        initialisation (the baseline the pretraining is compared with).
     pretrain_max_volumes : int, default=256
-        At most this many volumes (a random subset) are held in memory for
-        pretraining.
+        At most this many volumes (a random subset) are preprocessed once and
+        held in memory (float16) for pretraining.
     batch_size : int, default=4
         Volumes per forward pass at transform.
     num_workers : int, default=0
@@ -217,6 +253,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     preprocessing_ : dict
         The resolved preprocessing (orientation, spacing, hu_window,
         spatial_size, crop_foreground).
+    pooling_ : {"mean", "multiscale"}
+        The resolved pooling.
     n_features_out_ : int
         Number of output columns.
     pretrain_losses_ : list of float
@@ -241,8 +279,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     >>> vols = [rng.normal(0, 300, (16, 16, 16)) for _ in range(4)]
     >>> enc = CTEncoder(spacing=None, spatial_size=(16, 16, 16), pretrain_epochs=1,
     ...                 random_state=0).fit(vols)
-    >>> enc.transform(vols).shape
-    (4, 64)
+    >>> enc.transform(vols).shape  # mean and max of 4 stages: 2 * (16 + 32 + 64 + 64)
+    (4, 352)
     >>> enc.get_feature_names_out()[:2].tolist()
     ['x0', 'x1']
     """
@@ -257,6 +295,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         "crop_foreground": ["boolean", StrOptions({_AUTO})],
         "output": [StrOptions({"pooled", "tokens"})],
         "token_grid": "no_validation",
+        "pooling": [StrOptions({"mean", "multiscale", _AUTO})],
         "pretrain_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "pretrain_max_volumes": [Interval(numbers.Integral, 2, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -281,7 +320,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         crop_foreground=_AUTO,
         output="pooled",
         token_grid=(2, 2, 2),
-        pretrain_epochs=30,
+        pooling=_AUTO,
+        pretrain_epochs=10,
         pretrain_max_volumes=256,
         batch_size=4,
         num_workers=0,
@@ -301,6 +341,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         self.crop_foreground = crop_foreground
         self.output = output
         self.token_grid = token_grid
+        self.pooling = pooling
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_max_volumes = pretrain_max_volumes
         self.batch_size = batch_size
@@ -432,7 +473,10 @@ class CTEncoder(TransformerMixin, BaseEstimator):
 
     def _features(self, batch: torch.Tensor) -> torch.Tensor:
         out = self.backbone_(batch)
+        maps = None
         if isinstance(out, list | tuple):
+            if all(isinstance(m, torch.Tensor) and m.ndim == 5 for m in out):
+                maps = list(out)
             out = out[-1]
         if isinstance(out, dict):
             raise TypeError(
@@ -440,10 +484,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                 "(B, C, X, Y, Z) or a vector (B, C)"
             )
         if out.ndim == 5:
-            if self.output == "pooled":
-                return out.mean(dim=(2, 3, 4))
-            grid = torch.nn.functional.adaptive_avg_pool3d(out, self.token_grid_)
-            return grid.flatten(2).transpose(1, 2).flatten(1)
+            grid = self.token_grid_ if self.output == "tokens" else None
+            return pool_features(maps if maps is not None else out, self.pooling_, grid)
         if out.ndim == 2:
             if self.output == "tokens":
                 raise ValueError(
@@ -521,6 +563,10 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         ):
             raise ValueError(f"token_grid={grid!r} must be 3 positive integers, e.g. (2, 2, 2)")
         self.token_grid_ = tuple(int(g) for g in grid)
+        if self.pooling == _AUTO:
+            self.pooling_ = "multiscale" if kind == "ssl" else "mean"
+        else:
+            self.pooling_ = self.pooling
         self.device_ = self._resolve_device()
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
@@ -548,6 +594,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                 backbone,
                 torch.stack(volumes),
                 epochs=self.pretrain_epochs,
+                pooling=self.pooling_,
                 seed=seed,
                 device=self.device_,
                 progress=self.progress,
@@ -563,7 +610,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                 "preprocessing": self.preprocessing_,
                 "output": self.output,
                 "token_grid": self.token_grid_,
-                "format": 1,
+                "pooling": self.pooling_,
+                "format": 2,
             }
             self.cache_namespace_ = fingerprint(config, backbone.state_dict())
         return self

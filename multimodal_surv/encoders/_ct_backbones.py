@@ -44,7 +44,9 @@ class WeightsMismatchError(ValueError):
 # - Merlin (StanfordMIMI/Merlin merlin/data/monai_transforms.py): Orientation("RAS"),
 #   Spacing(1.5, 1.5, 3), ScaleIntensityRange(-1000, 1000 -> 0, 1, clip),
 #   SpatialPad + CenterSpatialCrop to 224 x 224 x 160.
-# - ssl (this library): small volumes so pretraining at fit stays cheap on CPU.
+# - ssl (this library): 32^3 voxels at 2 mm, so pretraining at fit stays cheap on CPU
+#   while findings of a few mm (nodules, calcifications) keep several voxels;
+#   window -1000..1000 HU covers lung, soft tissue and calcium.
 BACKBONE_DEFAULTS: dict[str, dict] = {
     "ct-fm": {
         "orientation": "SPL",
@@ -62,9 +64,9 @@ BACKBONE_DEFAULTS: dict[str, dict] = {
     },
     "ssl": {
         "orientation": "RAS",
-        "spacing": (5.0, 5.0, 5.0),
+        "spacing": (2.0, 2.0, 2.0),
         "hu_window": (-1000.0, 1000.0),
-        "spatial_size": (64, 64, 64),
+        "spatial_size": (32, 32, 32),
         "crop_foreground": False,
     },
     "module": {

@@ -1,21 +1,28 @@
 """The offline default CT backbone: a compact 3-D CNN pretrained self-supervised.
 
-Pretraining is SimCLR-style contrastive learning (Chen et al. 2020): two random
-views of each volume (MONAI random crop-and-resize, flips, intensity scale and
-shift, Gaussian noise and blur) are encoded, projected, and pulled together
-against the other volumes of the batch with the NT-Xent loss. The views keep
-what a finding *is* while changing where it lies and how the scan was
-acquired, so the frozen features describe content rather than nuisance.
+Pretraining is SimCLR-style contrastive learning (Chen et al. 2020) on the
+preprocessed volumes, held once in memory: two random views of each volume are
+encoded, pooled exactly as at transform time (multi-scale mean + max, see
+:func:`pool_features`), projected, and pulled together against the other
+volumes of the batch with the NT-Xent loss.
+
+The views are made with vectorised torch operations on whole batches (no
+per-volume MONAI pipeline per epoch): flips along each axis, a small circular
+shift (at most 3 voxels), optional 3x3x3 smoothing, a global intensity scale
+and shift, and Gaussian noise of a random level. They model what changes
+between two acquisitions of the same patient (position, scanner kernel,
+calibration, noise) and deliberately do **not** crop or rescale: a random
+crop-and-resize removes or resizes small findings (nodules, calcifications),
+which would teach the network to ignore exactly the content that carries risk.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CompactCTNet", "pretrain_contrastive"]
+__all__ = ["CompactCTNet", "augment_views", "pool_features", "pretrain_contrastive"]
 
 
 class CompactCTNet(nn.Module):
@@ -27,7 +34,8 @@ class CompactCTNet(nn.Module):
     widths : tuple of int, default=(16, 32, 64, 64)
         Channels of the stages; each stage halves the spatial size.
 
-    Returns a feature map ``(B, widths[-1], X/2**n, Y/2**n, Z/2**n)``.
+    Returns the list of the stages' feature maps, finest first; the last one
+    is ``(B, widths[-1], X/2**n, Y/2**n, Z/2**n)``.
     """
 
     def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (16, 32, 64, 64)):
@@ -48,42 +56,69 @@ class CompactCTNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.out_channels = widths[-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        maps = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i % 3 == 2:  # after each conv-BN-ReLU stage
+                maps.append(x)
+        return maps
 
 
-def _augmenter(spatial_size, rng_seed: int):
-    from monai.transforms import (
-        Compose,
-        RandFlip,
-        RandGaussianNoise,
-        RandGaussianSmooth,
-        RandScaleIntensity,
-        RandShiftIntensity,
-        RandSpatialCrop,
-        Resize,
-    )
-
-    roi = [max(4, int(round(0.7 * s))) for s in spatial_size]
-    aug = Compose(
-        [
-            RandSpatialCrop(roi_size=roi, max_roi_size=list(spatial_size), random_size=True),
-            Resize(spatial_size=list(spatial_size), mode="trilinear"),
-            RandFlip(prob=0.5, spatial_axis=0),
-            RandFlip(prob=0.5, spatial_axis=1),
-            RandFlip(prob=0.5, spatial_axis=2),
-            RandScaleIntensity(factors=0.2, prob=0.8),
-            RandShiftIntensity(offsets=0.1, prob=0.8),
-            RandGaussianNoise(prob=0.5, std=0.05),
-            RandGaussianSmooth(prob=0.3, sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0)),
-        ]
-    )
-    aug.set_random_state(seed=rng_seed)
-    return aug
+def _maps(out) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, list | tuple) else [out]
 
 
-def _plain(x) -> torch.Tensor:
-    return x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x)
+def pool_features(out, pooling: str, grid: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """Pool a backbone output (a feature map or a list of them) to vectors or tokens.
+
+    Parameters
+    ----------
+    out : tensor (B, C, X, Y, Z) or list of them
+        Feature map(s); for a list, ``"mean"`` uses the last one.
+    pooling : {"mean", "multiscale"}
+        ``"mean"``: spatial mean of the last map. ``"multiscale"``: spatial
+        mean *and* max of every map, concatenated (all means first, then all
+        maxima). The mean of a fine map counts how much of a pattern there is
+        (e.g. how many small bright blobs); the max says how strong the
+        strongest instance is; coarse maps describe the larger anatomy.
+    grid : tuple of 3 ints or None
+        None: one vector per volume. Otherwise pool each cell of this grid
+        (adaptive pooling), giving ``(B, n_cells * dim)`` in row-major token order.
+
+    Returns
+    -------
+    tensor of shape (B, dim) or (B, n_cells * dim)
+    """
+    maps = _maps(out)
+    if pooling == "mean":
+        maps = maps[-1:]
+    if grid is None:
+        means = [m.mean(dim=(2, 3, 4)) for m in maps]
+        if pooling == "mean":
+            return means[0]
+        return torch.cat(means + [m.amax(dim=(2, 3, 4)) for m in maps], dim=1)
+    means = [F.adaptive_avg_pool3d(m, grid) for m in maps]
+    if pooling == "multiscale":
+        means += [F.adaptive_max_pool3d(m, grid) for m in maps]
+    cells = torch.cat(means, dim=1)  # (B, dim, *grid)
+    return cells.flatten(2).transpose(1, 2).flatten(1)
+
+
+def augment_views(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One random view per volume of a batch ``(B, 1, X, Y, Z)`` in [0, 1] (see module doc)."""
+    b = x.shape[0]
+    for axis in (2, 3, 4):
+        flip = (torch.rand(b, generator=gen) < 0.5).view(b, 1, 1, 1, 1)
+        x = torch.where(flip, x.flip(axis), x)
+    shift = torch.randint(-3, 4, (3,), generator=gen)
+    x = torch.roll(x, shifts=tuple(int(s) for s in shift), dims=(2, 3, 4))
+    smooth = (torch.rand(b, generator=gen) < 0.5).view(b, 1, 1, 1, 1)
+    x = torch.where(smooth, 0.5 * x + 0.5 * F.avg_pool3d(x, 3, 1, 1, count_include_pad=False), x)
+    scale = 1.0 + 0.1 * torch.randn(b, 1, 1, 1, 1, generator=gen)
+    offset = 0.03 * torch.randn(b, 1, 1, 1, 1, generator=gen)
+    level = 0.02 * torch.rand(b, 1, 1, 1, 1, generator=gen)
+    return x * scale + offset + level * torch.randn(x.shape, generator=gen)
 
 
 def _nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -96,13 +131,14 @@ def _nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Te
 
 
 def pretrain_contrastive(
-    backbone: CompactCTNet,
+    backbone: nn.Module,
     volumes: torch.Tensor,
     *,
     epochs: int,
+    pooling: str = "multiscale",
     batch_size: int = 32,
     lr: float = 1e-3,
-    temperature: float = 0.2,
+    temperature: float = 0.1,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -113,9 +149,13 @@ def pretrain_contrastive(
     ----------
     backbone : CompactCTNet
     volumes : tensor of shape (n, 1, X, Y, Z)
-        Preprocessed volumes in [0, 1] (at least 2).
+        Preprocessed volumes in [0, 1] (at least 2), any float dtype; batches
+        are cast to float32 as they are used.
     epochs : int
         Passes over ``volumes``.
+    pooling : {"mean", "multiscale"}, default="multiscale"
+        How feature maps are pooled before the projection head (the same
+        pooling as at transform time, so what is trained is what is used).
     batch_size, lr, temperature, seed, device, progress
         Optimiser and loss settings; ``seed`` fixes shuffling, augmentations and
         the projection head.
@@ -137,15 +177,16 @@ def pretrain_contrastive(
             "to fit or use pretrained weights"
         )
     gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    dim = backbone.out_channels
+    backbone.to(device)
+    with torch.no_grad():
+        backbone.eval()
+        dim = pool_features(backbone(volumes[:1].float().to(device)), pooling).shape[1]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 32))
-    backbone.to(device).train()
+        head = nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Linear(128, 64))
+    backbone.train()
     head.to(device).train()
     opt = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=lr)
-    aug = _augmenter(tuple(volumes.shape[2:]), int(rng.integers(2**31)))
     bs = max(2, min(batch_size, n))
     losses = []
     iterator = range(epochs)
@@ -161,10 +202,10 @@ def pretrain_contrastive(
             if len(idx) < 2:
                 continue
             batch = volumes[idx].float()
-            v1 = torch.stack([_plain(aug(v)) for v in batch]).to(device)
-            v2 = torch.stack([_plain(aug(v)) for v in batch]).to(device)
-            z1 = head(backbone(v1).mean(dim=(2, 3, 4)))
-            z2 = head(backbone(v2).mean(dim=(2, 3, 4)))
+            v1 = augment_views(batch, gen).to(device)
+            v2 = augment_views(batch, gen).to(device)
+            z1 = head(pool_features(backbone(v1), pooling))
+            z2 = head(pool_features(backbone(v2), pooling))
             loss = _nt_xent(z1, z2, temperature)
             opt.zero_grad()
             loss.backward()
