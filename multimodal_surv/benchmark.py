@@ -13,6 +13,7 @@ public API, so it is also a worked example of the library.
 from __future__ import annotations
 
 import json
+import numbers
 import platform
 import sys
 import time
@@ -262,6 +263,11 @@ def run_benchmark(
         and ``metadata`` (versions, seed, wall time).
     """
     start = time.perf_counter()
+    if n_bootstrap is not None and (
+        not isinstance(n_bootstrap, numbers.Integral) or isinstance(n_bootstrap, bool)
+        or n_bootstrap < 1
+    ):
+        raise ValueError(f"n_bootstrap={n_bootstrap!r} must be a positive integer or None.")
     n_bootstrap = n_bootstrap or (200 if quick else 1000)
     cohort = data.cohort.reset_index(drop=True)
     y = data.y

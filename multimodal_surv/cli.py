@@ -73,8 +73,12 @@ def _benchmark(args):
     from .benchmark import run_benchmark, to_markdown
 
     out = Path(args.out)
+    if args.bootstrap is not None and args.bootstrap < 1:
+        raise ValueError(f"--bootstrap {args.bootstrap} must be a positive number of resamples.")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; pass a folder (created if absent).")
     if args.cohort != "synthetic" and len(args.balance) > 1:
-        raise SystemExit("--balance sweeps need the synthetic cohort (--cohort synthetic).")
+        raise ValueError("--balance sweeps need the synthetic cohort (--cohort synthetic).")
     sweep = []
     for balance in args.balance:
         run_out = out if len(args.balance) == 1 else out / f"balance_{balance:g}"

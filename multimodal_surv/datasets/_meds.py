@@ -236,6 +236,10 @@ def read_meds(
         if len(frame) == 0:
             _validate_events_frame(frame)  # raises: missing columns or empty table
         if subjects is not None and "subject_id" in frame.columns:
+            # Check the id type before subsetting: ids of another type match no
+            # subject and would otherwise pass silently as "no events".
+            if not pd.api.types.is_integer_dtype(frame["subject_id"].dtype):
+                _validate_events_frame(frame)  # raises the subject_id TypeError
             frame = frame[frame["subject_id"].isin(np.asarray(subjects))]
             if len(frame) == 0:
                 return _empty_events(extra)

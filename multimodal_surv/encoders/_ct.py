@@ -156,6 +156,12 @@ def _collate(items):
     return items
 
 
+def _encode_shard(encoder, refs, keys):
+    """One parallel task of :meth:`CTEncoder.transform` (a module-level function pickles)."""
+    rows = list(range(len(refs)))
+    return encoder._encode_rows(refs, rows, dict(zip(rows, keys, strict=True)))
+
+
 class CTEncoder(TransformerMixin, BaseEstimator):
     """Encode CT volumes into embeddings with a frozen 3-D backbone.
 
@@ -229,6 +235,12 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         Volumes per forward pass at transform.
     num_workers : int, default=0
         DataLoader worker processes loading and preprocessing volumes.
+    n_jobs : int or None, default=None
+        Encode shards of rows (whole batches each) in parallel with
+        :class:`joblib.Parallel`, so that a joblib backend (``"loky"``,
+        ``"dask"``, ``"ray"``) spreads them over processes or a cluster; results
+        are identical to ``n_jobs=None`` (serial). ``-1`` uses every worker of
+        the active backend.
     device : str or torch.device, default="cpu"
         Where the backbone runs; ``"auto"`` picks CUDA when available.
     cache_dir : str, os.PathLike or None, default=None
@@ -259,6 +271,12 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         Number of output columns.
     pretrain_losses_ : list of float
         NT-Xent loss per epoch (``"ssl"`` only; empty otherwise).
+    n_cache_hits_ : int
+        Rows the last :meth:`transform` read from the cache.
+    n_computed_ : int
+        Rows the last :meth:`transform` encoded with the backbone (cache
+        entries are written batch by batch, as soon as each is computed, so an
+        interrupted run loses at most one batch).
     n_features_in_ : int
         Always 1.
     feature_names_in_ : ndarray of str
@@ -300,6 +318,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         "pretrain_max_volumes": [Interval(numbers.Integral, 2, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
+        "n_jobs": [numbers.Integral, None],
         "device": [str, torch.device],
         "cache_dir": [str, os.PathLike, None],
         "on_error": [StrOptions({"raise", "nan"})],
@@ -325,6 +344,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         pretrain_max_volumes=256,
         batch_size=4,
         num_workers=0,
+        n_jobs=None,
         device="cpu",
         cache_dir=None,
         on_error="raise",
@@ -346,6 +366,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         self.pretrain_max_volumes = pretrain_max_volumes
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.n_jobs = n_jobs
         self.device = device
         self.cache_dir = cache_dir
         self.on_error = on_error
@@ -500,7 +521,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ loading
 
-    def _iter_preprocessed(self, refs, indices, desc):
+    def _iter_preprocessed(self, refs, indices, desc, progress=None):
         dataset = _CTDataset(refs, indices, self.preprocessing_, self.max_voxels)
         loader = torch.utils.data.DataLoader(
             dataset,
@@ -509,7 +530,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             collate_fn=_collate,
             shuffle=False,
         )
-        if self.progress:
+        if self.progress if progress is None else progress:
             from tqdm.auto import tqdm
 
             return tqdm(loader, desc=desc, total=len(loader))
@@ -548,6 +569,12 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         kind = self._backbone_kind()
+        if self.cache_dir is not None and os.path.exists(self.cache_dir):
+            if not os.path.isdir(self.cache_dir):
+                raise ValueError(
+                    f"cache_dir={str(self.cache_dir)!r} is a file, not a folder; pass a folder "
+                    "path (created if absent) or cache_dir=None"
+                )
         refs, names = _column(X)
         self.n_features_in_ = 1
         if names is not None:
@@ -646,8 +673,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                 )
         out = np.full((len(refs), self.n_features_out_), np.nan, dtype=np.float32)
         todo = [i for i, r in enumerate(refs) if not _is_missing(r)]
-        errors: list[tuple[int, str]] = []
-        cache, keys = None, {}
+        keys: dict[int, str] = {}
+        self.n_cache_hits_ = 0
         if self.cache_dir is not None:
             cache = EmbeddingCache(self.cache_dir, self.cache_namespace_)
             remaining = []
@@ -660,31 +687,80 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                 hit = cache.get(keys[i])
                 if hit is not None and hit.shape == (self.n_features_out_,):
                     out[i] = hit
+                    self.n_cache_hits_ += 1
                 else:
                     remaining.append(i)
             todo = remaining
-        if todo:
-            with torch.no_grad():
-                for batch in self._iter_preprocessed(refs, todo, "CT encoding"):
-                    good = []
-                    for i, vol, err in batch:
-                        if err is None:
-                            good.append((i, vol))
-                        elif self.on_error == "raise":
-                            self._handle_errors([(i, err)])
-                        else:
-                            errors.append((i, err))
-                    for group in self._same_shape_groups(good):
-                        idx = [i for i, _ in group]
-                        x = torch.stack([v for _, v in group]).to(self.device_)
-                        emb = self._features(x).float().cpu().numpy()
-                        out[idx] = emb
-                        if cache is not None:
-                            for i, row in zip(idx, emb):
-                                if i in keys:
-                                    cache.put(keys[i], row)
+        self.n_computed_ = 0
+        errors: list[tuple[int, str]] = []
+        shards = self._shards(todo)
+        if len(shards) > 1:
+            from joblib import Parallel, delayed
+
+            results = Parallel(n_jobs=self.n_jobs)(
+                delayed(_encode_shard)(self, [refs[i] for i in shard], [keys.get(i) for i in shard])
+                for shard in shards
+            )
+        else:
+            results = [self._encode_rows(refs, todo, keys, progress=self.progress)] if todo else []
+        for shard, (emb, computed, shard_errors) in zip(shards, results, strict=True):
+            out[shard] = emb
+            self.n_computed_ += int(computed.sum())
+            errors.extend((shard[k], err) for k, err in shard_errors)
+        if errors and self.on_error == "raise":
+            self._handle_errors(errors[:1])
         self._handle_errors(errors)
         return out
+
+    def _shards(self, todo: list[int]) -> list[list[int]]:
+        """Rows per parallel task: whole batches, so every batch is the serial one."""
+        if not todo:
+            return []
+        if self.n_jobs in (None, 1):
+            return [todo]
+        from joblib import effective_n_jobs
+
+        n_batches = -(-len(todo) // self.batch_size)
+        per_task = -(-n_batches // max(1, min(effective_n_jobs(self.n_jobs), n_batches)))
+        step = per_task * self.batch_size
+        return [todo[k : k + step] for k in range(0, len(todo), step)]
+
+    def _encode_rows(self, refs, rows, keys, *, progress=False):
+        """Encode ``refs[i]`` for ``i`` in ``rows``, writing each batch's cache entries at once.
+
+        Returns the embeddings (one row per ``rows`` item), a mask of rows
+        encoded, and ``(position in rows, message)`` of each unreadable input;
+        with ``on_error="raise"`` it stops at the first one.
+        """
+        cache = None
+        if self.cache_dir is not None:
+            cache = EmbeddingCache(self.cache_dir, self.cache_namespace_)
+        pos = {i: k for k, i in enumerate(rows)}
+        emb_out = np.full((len(rows), self.n_features_out_), np.nan, dtype=np.float32)
+        computed = np.zeros(len(rows), dtype=bool)
+        errors: list[tuple[int, str]] = []
+        with torch.no_grad():
+            for batch in self._iter_preprocessed(refs, rows, "CT encoding", progress):
+                good = []
+                for i, vol, err in batch:
+                    if err is None:
+                        good.append((i, vol))
+                    else:
+                        errors.append((pos[i], err))
+                        if self.on_error == "raise":
+                            return emb_out, computed, errors
+                for group in self._same_shape_groups(good):
+                    idx = [i for i, _ in group]
+                    x = torch.stack([v for _, v in group]).to(self.device_)
+                    emb = self._features(x).float().cpu().numpy()
+                    where = [pos[i] for i in idx]
+                    emb_out[where] = emb
+                    computed[where] = True
+                    if cache is not None:
+                        for i, row in zip(idx, emb, strict=True):
+                            if keys.get(i) is not None:
+                                cache.put(keys[i], row)
+        return emb_out, computed, errors
 
     @staticmethod
     def _same_shape_groups(items):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from numbers import Integral, Real
@@ -28,6 +29,14 @@ from ._ehr_transformer import (
 )
 
 __all__ = ["EHREncoder"]
+
+
+def _transform_rows(encoder, X):
+    """One parallel task of :meth:`EHREncoder.transform` (a module-level function pickles)."""
+    encoder = copy.copy(encoder)
+    encoder.n_jobs = None
+    out = encoder.transform(X)
+    return out, encoder.n_unknown_events_, encoder.n_empty_
 
 
 class EHREncoder(TransformerMixin, BaseEstimator):
@@ -102,6 +111,12 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         ``t{i}_{j}`` (short histories are left-filled with the ``<bos>`` state).
     device : str, default="cpu"
         Torch device for pretraining and encoding.
+    n_jobs : int or None, default=None
+        ``transform`` encodes shards of subjects in parallel with
+        :class:`joblib.Parallel`, so that a joblib backend (``"loky"``,
+        ``"dask"``, ``"ray"``) spreads them over processes or a cluster; each
+        shard reads only its subjects' events. ``-1`` uses every worker of the
+        active backend. ``None`` / 1: serial.
     verbose : bool, default=False
         Show tqdm progress bars during pretraining and encoding.
     random_state : int, RandomState or None, default=None
@@ -177,6 +192,7 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "n_tokens": [Interval(Integral, 1, None, closed="left"), None],
         "device": [str],
+        "n_jobs": [Integral, None],
         "verbose": ["boolean"],
         "random_state": ["random_state"],
     }
@@ -206,6 +222,7 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         dropout=0.1,
         n_tokens=None,
         device="cpu",
+        n_jobs=None,
         verbose=False,
         random_state=None,
     ):
@@ -231,6 +248,7 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         self.dropout = dropout
         self.n_tokens = n_tokens
         self.device = device
+        self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
 
@@ -300,6 +318,11 @@ class EHREncoder(TransformerMixin, BaseEstimator):
             )
         parse_windows(self.windows)
         cohort, sid, pt = self._cohort_arrays(X, reset=True)
+        if len(cohort) == 0:
+            raise ValueError(
+                "the cohort passed to EHREncoder.fit has no rows; pass at least one "
+                "(subject_id, prediction_time) row."
+            )
         arrays = self._arrays(sid)
         if self.method == "counts":
             self._fit_counts(arrays, cohort, sid, pt)
@@ -356,10 +379,31 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "n_embedding_")
         cohort, sid, pt = self._cohort_arrays(X, reset=False)
+        if self.n_jobs not in (None, 1) and len(cohort) > 1:
+            return self._transform_parallel(X, cohort)
         arrays = self._arrays(sid)
         if self.method == "counts":
             return self._transform_counts(arrays, cohort, sid, pt)
         return self._transform_transformer(arrays, cohort, sid, pt)
+
+    def _transform_parallel(self, X, cohort):
+        from joblib import Parallel, delayed, effective_n_jobs
+
+        subjects = np.unique(cohort["subject_id"].to_numpy())
+        n_shards = max(1, min(effective_n_jobs(self.n_jobs), subjects.size))
+        shard_of = np.searchsorted(
+            subjects[:: -(-subjects.size // n_shards)], cohort["subject_id"].to_numpy(), "right"
+        )
+        rows = [np.flatnonzero(shard_of == k) for k in np.unique(shard_of)]
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(_transform_rows)(self, X.iloc[r]) for r in rows
+        )
+        order = np.argsort(np.concatenate(rows), kind="stable")
+        parts = [out for out, _, _ in results]
+        out = sp.vstack(parts, format="csr") if sp.issparse(parts[0]) else np.vstack(parts)
+        self.n_unknown_events_ = sum(n for _, n, _ in results)
+        self.n_empty_ = sum(n for _, _, n in results)
+        return out[order]
 
     def _transform_counts(self, arrays, cohort, sid, pt):
         feat = self.featurizer_

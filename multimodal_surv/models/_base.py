@@ -299,6 +299,8 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             valid = sorted(set(self.get_params(deep=False)) - set(self._params_to_validate))
             hints = []
             for key in sorted(self._params_to_validate):
+                if "__" in key and key.split("__")[0] in valid:
+                    continue  # a routed sub-parameter (e.g. iterator_train__shuffle)
                 close = difflib.get_close_matches(key, valid, n=1)
                 if close and key not in valid:
                     hints.append(f"{key!r}: did you mean {close[0]!r}?")
@@ -308,6 +310,17 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
 
     # ------------------------------------------------------------------ sklearn API
     def _validate_X(self, X, *, reset):
+        if hasattr(X, "dtypes") and hasattr(X, "columns"):
+            import pandas as pd
+
+            bad = [c for c, t in X.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
+            if bad:
+                raise ValueError(
+                    f"{type(self).__name__} needs numeric features, but X has "
+                    f"{len(bad)} non-numeric column(s) (first: {bad[0]!r} of dtype "
+                    f"{X.dtypes[bad[0]]}); encode or drop them first (e.g. with a "
+                    "ColumnTransformer), and use NaN, not text, for missing values."
+                )
         return validate_data(
             self,
             X,

@@ -86,13 +86,15 @@ class TensorBatchIterator:
         n = len(self.dataset)
         X, y = self.dataset.X, self.dataset.y
         size = max(self.batch_size, 1)
-        if self.shuffle:
-            # one gather per pass, then contiguous slices
-            order = torch.randperm(n)
-            X = X[order]
-            y = None if y is None else y[order]
+        # Shuffled batches are gathered one at a time: a whole shuffled copy of X
+        # per pass would double the memory of large training sets.
+        order = torch.randperm(n) if self.shuffle else None
         for start in range(0, n, size):
             stop = start + size
             if self.drop_last and stop > n:
                 return
-            yield X[start:stop], (None if y is None else y[start:stop])
+            if order is None:
+                yield X[start:stop], (None if y is None else y[start:stop])
+            else:
+                idx = order[start:stop]
+                yield X[idx], (None if y is None else y[idx])
