@@ -45,6 +45,7 @@ def entries(cache_dir):
     return sorted(cache_dir.rglob("*.emb"))
 
 
+@pytest.mark.slow
 def test_killed_encoding_resumes_and_recomputes_only_the_missing(tmp_path, volume_paths):
     cache_dir = tmp_path / "cache"
     list_file = tmp_path / "paths.txt"
