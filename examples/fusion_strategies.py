@@ -1,6 +1,6 @@
 """Compare the four fusion strategies with the unimodal baselines on synthetic embeddings.
 
-Run small:  python examples/fusion_strategies.py --n 300 --epochs 20
+Run small:  python examples/fusion_strategies.py --quick   (= --n 300 --epochs 20)
 """
 
 import argparse
@@ -36,7 +36,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2000, help="patients (half train, half test)")
     parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="small run: --n 300 --epochs 20")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.epochs = 300, 20
     warnings.filterwarnings("ignore", message=".*reached max_epochs")
 
     X, y = make_embeddings(args.n)

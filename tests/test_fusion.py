@@ -217,16 +217,21 @@ def test_contrastive_loss_is_cox_plus_alpha_infonce_on_complete_rows(data):
     target = torch.as_tensor(np.column_stack([y["time"], y["event"]]).astype(np.float32))
     with torch.no_grad():
         out = model.module_(Xt)
-        loss = model.get_loss(out, target)
+        loss = model.get_loss(out, target, training=True)
+        valid_loss = model.get_loss(out, target, training=False)
         cox = cox_partial_likelihood(out[0], target[:, 0], target[:, 1])
         both = torch.ones(len(X), dtype=torch.bool)
         both[:3] = False
         scale = float(model.module_.contrastive.logit_scale())
         ref = _clip_reference(out[1][both].double().numpy(), out[2][both].double().numpy(), scale)
     assert float(loss) == pytest.approx(float(cox) + 0.7 * ref, rel=1e-5)
+    # Validation monitors the C-index; its loss skips the n x n InfoNCE matrix.
+    assert float(valid_loss) == pytest.approx(float(cox), rel=1e-6)
     model.set_params(alpha=0)
     with torch.no_grad():
-        assert torch.equal(model.get_loss(out, target), model.criterion_(out[0], target))
+        assert torch.equal(
+            model.get_loss(out, target, training=True), model.criterion_(out[0], target)
+        )
 
 
 def test_alpha_zero_trains_exactly_the_survival_only_objective(data):

@@ -105,6 +105,7 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
         self,
         modalities=None,
         *,
+        modality_dropout=0.0,
         guide=None,
         n_tokens=None,
         n_tokens_projected=4,
@@ -143,6 +144,7 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
             **kwargs,
         )
         self.modalities = modalities
+        self.modality_dropout = modality_dropout
         self.guide = guide
         self.n_tokens = n_tokens
         self.n_tokens_projected = n_tokens_projected

@@ -100,6 +100,7 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         self,
         modalities=None,
         *,
+        modality_dropout=0.0,
         alpha=0.5,
         temperature=0.07,
         max_logit_scale=100.0,
@@ -137,6 +138,7 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
             **kwargs,
         )
         self.modalities = modalities
+        self.modality_dropout = modality_dropout
         self.alpha = alpha
         self.temperature = temperature
         self.max_logit_scale = max_logit_scale
@@ -161,7 +163,9 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         survival = super().get_loss(y_pred, y_true, X=X, training=training)
-        if self.alpha == 0:
+        # Validation (early stopping) is on the C-index, so the n x n InfoNCE
+        # matrix of the large validation batch would be computed for nothing.
+        if self.alpha == 0 or not training:
             return survival
         _, z_a, z_b, both = y_pred
         contrastive = info_nce(z_a[both], z_b[both], self.module_.contrastive.logit_scale())

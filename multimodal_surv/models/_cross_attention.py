@@ -106,6 +106,7 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
         self,
         modalities=None,
         *,
+        modality_dropout=0.0,
         query=None,
         n_tokens=None,
         n_tokens_projected=4,
@@ -143,6 +144,7 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
             **kwargs,
         )
         self.modalities = modalities
+        self.modality_dropout = modality_dropout
         self.query = query
         self.n_tokens = n_tokens
         self.n_tokens_projected = n_tokens_projected

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
+from skorch.utils import to_tensor
 
 from ._base import SurvivalNet
 
@@ -61,6 +62,7 @@ class FusionSurvivalNet(SurvivalNet):
 
     _fusion_constraints: dict = {
         "modalities": [dict, None],
+        "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
     }
     _token_constraints: dict = {
         "n_tokens": [dict, None],
@@ -275,6 +277,39 @@ class FusionSurvivalNet(SurvivalNet):
                 if not hasattr(self, "n_missing_") or mod == self.modality_names_[0]:
                     self.n_missing_ = {}
                 self.n_missing_[mod] = int(all_nan.sum())
+
+    # ------------------------------------------------------------------ training
+    def infer(self, x, **fit_params):
+        x = to_tensor(x, device=self.device)
+        if self.modality_dropout and self.module_.training and torch.is_grad_enabled():
+            x = self._drop_modalities(x)
+        return super().infer(x, **fit_params)
+
+    def _drop_modalities(self, x):
+        """Hide one whole modality (set it to NaN) in a random share of the batch rows.
+
+        Each row that has both modalities loses one of them, chosen at random,
+        with probability ``modality_dropout``. The network then sees exactly
+        what it sees for a patient without that modality, so the missing path
+        is trained on every dataset and neither modality can carry the risk
+        alone (a noise modality cannot be relied upon; the informative one must
+        stand on its own). Only training batches are affected.
+        """
+        first, second = (
+            torch.as_tensor(self.modality_columns_[m], device=x.device)
+            for m in self.modality_names_
+        )
+        present = ~torch.isnan(x[:, first[0]]) & ~torch.isnan(x[:, second[0]])
+        drop = present & (torch.rand(x.shape[0], device=x.device) < self.modality_dropout)
+        if not drop.any():
+            return x
+        which = torch.rand(x.shape[0], device=x.device) < 0.5
+        x = x.clone()
+        for rows, cols in ((drop & which, first), (drop & ~which, second)):
+            idx = torch.nonzero(rows).squeeze(1)
+            if len(idx):
+                x[idx[:, None], cols[None, :]] = float("nan")
+        return x
 
     def _module_columns(self):
         return [self.modality_columns_[m].tolist() for m in self.modality_names_]

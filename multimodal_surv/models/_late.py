@@ -87,6 +87,7 @@ class LateFusionSurvival(FusionSurvivalNet):
         self,
         modalities=None,
         *,
+        modality_dropout=0.0,
         hidden_units=(64,),
         activation="relu",
         dropout=0.2,
@@ -120,6 +121,7 @@ class LateFusionSurvival(FusionSurvivalNet):
             **kwargs,
         )
         self.modalities = modalities
+        self.modality_dropout = modality_dropout
         self.hidden_units = hidden_units
         self.activation = activation
         self.dropout = dropout

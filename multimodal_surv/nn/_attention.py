@@ -70,7 +70,7 @@ class CrossModalAttention(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> attn = CrossModalAttention(8, n_heads=2)
+    >>> attn = CrossModalAttention(8, n_heads=2).eval()  # weights are computed in eval mode
     >>> missing = torch.tensor([False, True, False])
     >>> out, w = attn(torch.randn(3, 4, 8), torch.randn(3, 6, 8), missing)
     >>> out.shape, w.shape
@@ -104,15 +104,23 @@ class CrossModalAttention(nn.Module):
         """Return the updated query tokens and the head-averaged attention weights.
 
         The weights have shape ``(n, n_query, n_key + 1)``; the last key is the
-        null token. Each row sums to 1.
+        null token. Each row sums to 1. In training mode they are not computed
+        (``None``), which keeps the fused attention kernel.
         """
         n, n_key = key.shape[0], key.shape[1]
         keys = torch.cat([key, self.null.expand(n, 1, -1)], dim=1)
         mask = torch.zeros(n, n_key + 1, dtype=torch.bool, device=key.device)
         if key_missing is not None:
             mask[:, :n_key] = key_missing[:, None]
+        # The weights are only for inspection: in training they are not
+        # materialised, which lets torch use its fused attention kernel.
         attended, weights = self.attention(
-            query, keys, keys, key_padding_mask=mask, need_weights=True, average_attn_weights=True
+            query,
+            keys,
+            keys,
+            key_padding_mask=mask,
+            need_weights=not self.training,
+            average_attn_weights=True,
         )
         x = self.norm1(query + self.dropout(attended))
         x = self.norm2(x + self.dropout(self.feed_forward(x)))

@@ -92,15 +92,15 @@ class LateFusionNet(nn.Module):
         self.missing_risk = nn.Parameter(torch.zeros(2))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        risks = []
+        risks, missings = [], []
         for (block, missing), head, fill in zip(self.split(x), self.heads, self.missing_risk):
             r = head(block)
             risks.append(torch.where(missing, fill.expand_as(r), r))
+            missings.append(missing)
         per_modality = torch.stack(risks, dim=1)
         risk = per_modality @ self.weights
-        shown = per_modality.detach().clone()
-        for i, (_, missing) in enumerate(self.split(x)):
-            shown[missing, i] = float("nan")
+        # What is shown for a missing modality is NaN (the fill is a model detail).
+        shown = per_modality.detach().masked_fill(torch.stack(missings, dim=1), float("nan"))
         return risk, shown, self.weights.detach().expand(x.shape[0], 2)
 
 
@@ -207,13 +207,13 @@ class CrossAttentionFusionNet(nn.Module):
     Returns (forward)
     -----------------
     risk : (n,), attention : (n, n_query_tokens, n_key_tokens + 1) (last key =
-    null token), pooling : (n, n_query_tokens)
+    null token; ``None`` in training mode), pooling : (n, n_query_tokens)
 
     Examples
     --------
     >>> import torch
     >>> net = CrossAttentionFusionNet([range(8), range(8, 14)], [(2, 4), None], d_model=8)
-    >>> risk, attention, pooling = net(torch.randn(5, 14))
+    >>> risk, attention, pooling = net.eval()(torch.randn(5, 14))  # weights: eval mode only
     >>> risk.shape, attention.shape, pooling.shape
     (torch.Size([5]), torch.Size([5, 2, 5]), torch.Size([5, 2]))
     """
@@ -281,14 +281,14 @@ class CoAttentionFusionNet(nn.Module):
     Returns (forward)
     -----------------
     risk : (n,), coattention : (n, n_guide_tokens, n_other_tokens + 1) (last
-    key = null token), guide_pooling : (n, n_guide_tokens),
+    key = null token; ``None`` in training mode), guide_pooling : (n, n_guide_tokens),
     coattended_pooling : (n, n_guide_tokens)
 
     Examples
     --------
     >>> import torch
     >>> net = CoAttentionFusionNet([range(8), range(8, 14)], [(2, 4), None], d_model=8)
-    >>> risk, coattention, guide_pool, other_pool = net(torch.randn(5, 14))
+    >>> risk, coattention, guide_pool, other_pool = net.eval()(torch.randn(5, 14))
     >>> risk.shape, coattention.shape, guide_pool.shape
     (torch.Size([5]), torch.Size([5, 2, 5]), torch.Size([5, 2]))
 

@@ -39,15 +39,22 @@ class ModalitySplit(nn.Module):
         if len(columns) < 1 or any(len(c) == 0 for c in columns):
             raise ValueError(f"columns must be non-empty lists of column indices; got {columns!r}.")
         self.n_modalities = len(columns)
+        # A block of consecutive columns (the usual case: one prefix per
+        # modality) is read as a slice, a view; others need a gather (a copy).
+        self._slices: list[slice | None] = []
         for i, cols in enumerate(columns):
-            self.register_buffer(f"columns_{i}", torch.as_tensor(list(cols), dtype=torch.long))
+            cols = [int(c) for c in cols]
+            self.register_buffer(f"columns_{i}", torch.as_tensor(cols, dtype=torch.long))
+            consecutive = cols == list(range(cols[0], cols[0] + len(cols))) and cols[0] >= 0
+            self._slices.append(slice(cols[0], cols[0] + len(cols)) if consecutive else None)
 
     def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out = []
         for i in range(self.n_modalities):
-            block = x[:, getattr(self, f"columns_{i}")]
+            cut = self._slices[i]
+            block = x[:, cut] if cut is not None else x[:, getattr(self, f"columns_{i}")]
             nan = torch.isnan(block)
-            out.append((torch.where(nan, torch.zeros_like(block), block), nan.all(dim=1)))
+            out.append((block.masked_fill(nan, 0.0), nan.all(dim=1)))
         return out
 
 
