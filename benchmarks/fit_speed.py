@@ -33,8 +33,14 @@ def fit_ours(X, time_, event, epochs, batch):
 
     y = Surv.from_arrays(event, time_)
     model = DeepSurvival(
-        hidden_units=(64, 64), dropout=0.1, weight_decay=0.0, optimizer=torch.optim.Adam,
-        lr=1e-3, batch_size=batch, max_epochs=epochs, validation_fraction=None,
+        hidden_units=(64, 64),
+        dropout=0.1,
+        weight_decay=0.0,
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        batch_size=batch,
+        max_epochs=epochs,
+        validation_fraction=None,
         random_state=0,
     )
     return model.fit(X, y)
@@ -47,8 +53,7 @@ def fit_pycox(X, time_, event, epochs, batch):
     torch.manual_seed(0)
     net = tt.practical.MLPVanilla(X.shape[1], [64, 64], 1, batch_norm=False, dropout=0.1)
     model = CoxPH(net, tt.optim.Adam(lr=1e-3))
-    model.fit(X, (time_, event.astype(np.float32)), batch_size=batch, epochs=epochs,
-              verbose=False)
+    model.fit(X, (time_, event.astype(np.float32)), batch_size=batch, epochs=epochs, verbose=False)
     return model
 
 
@@ -70,8 +75,11 @@ def main(argv=None):
     med = {k: float(np.median(v)) for k, v in times.items()}
     table = pd.DataFrame(
         [
-            {"model": k, "median fit time (s)": round(v, 3),
-             "all runs (s)": ", ".join(f"{t:.2f}" for t in times[k])}
+            {
+                "model": k,
+                "median fit time (s)": round(v, 3),
+                "all runs (s)": ", ".join(f"{t:.2f}" for t in times[k]),
+            }
             for k, v in med.items()
         ]
     )

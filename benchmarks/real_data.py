@@ -68,8 +68,9 @@ class PycoxDeepSurv:
         val = (Xt[valid], tuple(t[valid] for t in target))
         with tempfile.TemporaryDirectory() as tmp:  # pycox checkpoints the best weights
             stop = tt.callbacks.EarlyStopping(file_path=f"{tmp}/best.pt")
-            self.model_.fit(*train, batch_size=256, epochs=512, callbacks=[stop], verbose=False,
-                            val_data=val)
+            self.model_.fit(
+                *train, batch_size=256, epochs=512, callbacks=[stop], verbose=False, val_data=val
+            )
         return self
 
     def predict(self, X):
@@ -87,8 +88,9 @@ def models(seed):
         ),
         "RSF": lambda: make_pipeline(
             SimpleImputer(strategy="median"),
-            RandomSurvivalForest(n_estimators=100, min_samples_leaf=10, n_jobs=2,
-                                 random_state=seed),
+            RandomSurvivalForest(
+                n_estimators=100, min_samples_leaf=10, n_jobs=2, random_state=seed
+            ),
         ),
         "pycox DeepSurv": lambda: PycoxDeepSurv(seed),
     }
@@ -117,8 +119,11 @@ def evaluate(name, n_folds, seed, max_rows=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="3 folds, flchain subsampled to 2000 rows (for the demo)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 folds, flchain subsampled to 2000 rows (for the demo)",
+    )
     args = parser.parse_args(argv)
     n_folds, max_rows = (3, 2000) if args.quick else (5, None)
     names = ["whas500", "gbsg2", "veterans_lung_cancer", "breast_cancer", "flchain"]
@@ -127,15 +132,18 @@ def main(argv=None):
         scores = evaluate(name, n_folds, seed=0, max_rows=max_rows)
         best_peer = max(s.mean() for m, (s, _) in scores.items() if m != "DeepSurvival")
         for model_name, (s, seconds) in scores.items():
-            rows.append({
-                "dataset": name,
-                "model": model_name,
-                "mean C": round(s.mean(), 4),
-                "fold range": f"{s.min():.3f}-{s.max():.3f}",
-                "fit+predict (s)": round(seconds, 1),
-                "vs best peer": round(s.mean() - best_peer, 4) if model_name == "DeepSurvival"
-                else "",
-            })
+            rows.append(
+                {
+                    "dataset": name,
+                    "model": model_name,
+                    "mean C": round(s.mean(), 4),
+                    "fold range": f"{s.min():.3f}-{s.max():.3f}",
+                    "fit+predict (s)": round(seconds, 1),
+                    "vs best peer": round(s.mean() - best_peer, 4)
+                    if model_name == "DeepSurvival"
+                    else "",
+                }
+            )
         print(f"done {name}", flush=True)
     write_table(
         "real_data_quick" if args.quick else "real_data",

@@ -32,9 +32,15 @@ def plot_cindex(table, path):
     offsets = np.linspace(-0.15, 0.15, len(sites)) if len(sites) > 1 else [0.0]
     for site, offset, color in zip(sites, offsets, ["tab:blue", "tab:orange"]):
         values = np.array([_parse_ci(c) for c in table[site]])
-        ax.errorbar(values[:, 0], ypos + offset,
-                    xerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]],
-                    fmt="o", color=color, capsize=3, label=site.split(" ")[0] + " test")
+        ax.errorbar(
+            values[:, 0],
+            ypos + offset,
+            xerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]],
+            fmt="o",
+            color=color,
+            capsize=3,
+            label=site.split(" ")[0] + " test",
+        )
     ax.axvline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_yticks(ypos, table["model"])
     ax.set_xlabel("Harrell's C-index (95 % bootstrap CI)")

@@ -43,9 +43,13 @@ ORACLE = "Oracle (true log-hazard)"
 UNIMODAL = ("CT only", "EHR counts only", "EHR transformer only")
 
 
+_T0 = time.perf_counter()
+
+
 def _log(message, progress):
     if progress:
-        print(f"[multimodal-surv] {message}", file=sys.stderr, flush=True)
+        elapsed = time.perf_counter() - _T0
+        print(f"[multimodal-surv {elapsed:6.0f}s] {message}", file=sys.stderr, flush=True)
 
 
 def _prefixed(frame, prefix):
@@ -142,7 +146,7 @@ def default_models(*, fusion_ehr="counts", random_state=0):
         "Late fusion": (fused, LateFusionSurvival(**rs)),
         "Contrastive fusion": (fused, ContrastiveFusionSurvival(**rs)),
         "Cross-attention (CT queries EHR)": (fused, CrossAttentionFusionSurvival(query="ct", **rs)),
-        "Cross-attention (EHR queries CT)": (fused, CrossAttentionFusionSurvival(query="ehr", **rs)),
+        "Cross-attention (EHR queries CT)": (fused, CrossAttentionFusionSurvival(query="ehr", **rs)),  # noqa: E501
         "Co-attention (CT-guided)": (fused, CoAttentionFusionSurvival(guide="ct", **rs)),
         "Co-attention (EHR-guided)": (fused, CoAttentionFusionSurvival(guide="ehr", **rs)),
     }
@@ -264,7 +268,8 @@ def run_benchmark(
     """
     start = time.perf_counter()
     if n_bootstrap is not None and (
-        not isinstance(n_bootstrap, numbers.Integral) or isinstance(n_bootstrap, bool)
+        not isinstance(n_bootstrap, numbers.Integral)
+        or isinstance(n_bootstrap, bool)
         or n_bootstrap < 1
     ):
         raise ValueError(f"n_bootstrap={n_bootstrap!r} must be a positive integer or None.")
@@ -348,8 +353,8 @@ def run_benchmark(
 def _metadata(random_state, quick, fusion_ehr, n_bootstrap, seconds):
     import monai
     import sklearn
-    import sksurv
     import skorch
+    import sksurv
     import torch
     import transformers
 
@@ -383,8 +388,10 @@ def write_outputs(result, data, masks, out):
 
     out = Path(out)
     result.table.to_csv(out / "table.csv", index=False, float_format="%.4f")
-    summary = "".join(f"- {k}: {v:.4f}\n" if isinstance(v, float) else f"- {k}: {v}\n"
-                      for k, v in result.summary.items())
+    summary = "".join(
+        f"- {k}: {v:.4f}\n" if isinstance(v, float) else f"- {k}: {v}\n"
+        for k, v in result.summary.items()
+    )
     (out / "table.md").write_text(to_markdown(result.table) + ("\n" + summary if summary else ""))
     plot_cindex(result.table, out / "cindex.png")
     best = result.summary.get("best_fusion") or result.table["model"].iloc[-1]

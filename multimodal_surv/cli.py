@@ -35,21 +35,39 @@ def _parser():
         "strategies, and report C-index with bootstrap CIs on internal and external "
         "test sets.",
     )
-    bench.add_argument("--cohort", default="synthetic",
-                       help="'synthetic' (default) or the path of a cohort folder "
-                            "(see docs/cohort_format.md)")
-    bench.add_argument("--balance", type=_balances, default=[0.5],
-                       help="synthetic cohort: share of the log-hazard carried by CT; a "
-                            "comma-separated list runs a sweep (e.g. 0,0.25,0.5,0.75,1)")
-    bench.add_argument("--n-subjects", type=int, default=None,
-                       help="synthetic cohort size (default 900, 300 with --quick)")
+    bench.add_argument(
+        "--cohort",
+        default="synthetic",
+        help="'synthetic' (default) or the path of a cohort folder (see docs/cohort_format.md)",
+    )
+    bench.add_argument(
+        "--balance",
+        type=_balances,
+        default=[0.5],
+        help="synthetic cohort: share of the log-hazard carried by CT; a "
+        "comma-separated list runs a sweep (e.g. 0,0.25,0.5,0.75,1)",
+    )
+    bench.add_argument(
+        "--n-subjects",
+        type=int,
+        default=None,
+        help="synthetic cohort size (default 900, 300 with --quick)",
+    )
     bench.add_argument("--out", default="results", help="output folder (default: results)")
     bench.add_argument("--quick", action="store_true", help="small, fast smoke run")
     bench.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    bench.add_argument("--fusion-ehr", choices=["counts", "transformer"], default="counts",
-                       help="EHR embedding used by the fusion models (default counts)")
-    bench.add_argument("--bootstrap", type=int, default=None,
-                       help="bootstrap resamples (default 1000; 200 with --quick)")
+    bench.add_argument(
+        "--fusion-ehr",
+        choices=["counts", "transformer"],
+        default="counts",
+        help="EHR embedding used by the fusion models (default counts)",
+    )
+    bench.add_argument(
+        "--bootstrap",
+        type=int,
+        default=None,
+        help="bootstrap resamples (default 1000; 200 with --quick)",
+    )
     bench.add_argument("--no-progress", action="store_true", help="silence progress messages")
     bench.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
@@ -63,10 +81,15 @@ def _cohort(args, out, balance):
     n = args.n_subjects or (300 if args.quick else 900)
     root = out / "cohort"
     if not args.no_progress:
-        print(f"[multimodal-surv] writing synthetic cohort ({n} subjects, balance "
-              f"{balance}) to {root}", file=sys.stderr, flush=True)
-    return make_synthetic_cohort(root, n_subjects=n, balance=balance, seed=args.seed,
-                                 overwrite=True)
+        print(
+            f"[multimodal-surv] writing synthetic cohort ({n} subjects, balance "
+            f"{balance}) to {root}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return make_synthetic_cohort(
+        root, n_subjects=n, balance=balance, seed=args.seed, overwrite=True
+    )
 
 
 def _benchmark(args):
@@ -84,21 +107,33 @@ def _benchmark(args):
         run_out = out if len(args.balance) == 1 else out / f"balance_{balance:g}"
         data = _cohort(args, run_out, balance)
         result = run_benchmark(
-            data, out=run_out, quick=args.quick, fusion_ehr=args.fusion_ehr,
-            n_bootstrap=args.bootstrap, random_state=args.seed, progress=not args.no_progress,
+            data,
+            out=run_out,
+            quick=args.quick,
+            fusion_ehr=args.fusion_ehr,
+            n_bootstrap=args.bootstrap,
+            random_state=args.seed,
+            progress=not args.no_progress,
         )
         print(to_markdown(result.table))
         for key, value in result.summary.items():
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-        print(f"written: {run_out}/table.md, table.csv, cindex.png, kaplan_meier.png, "
-              "metadata.json\n")
+        print(
+            f"written: {run_out}/table.md, table.csv, cindex.png, kaplan_meier.png, metadata.json\n"
+        )
         sweep.append({"balance (CT share)": balance, **result.summary})
     if len(sweep) > 1:
         import pandas as pd
 
         table = pd.DataFrame(sweep)
-        cols = ["balance (CT share)", "best_unimodal", "best_unimodal_C", "best_fusion",
-                "best_fusion_C", "fusion_gain_pct"]
+        cols = [
+            "balance (CT share)",
+            "best_unimodal",
+            "best_unimodal_C",
+            "best_fusion",
+            "best_fusion_C",
+            "fusion_gain_pct",
+        ]
         table = table[[c for c in cols if c in table]].round(4)
         table.to_csv(out / "sweep.csv", index=False)
         text = to_markdown(table)

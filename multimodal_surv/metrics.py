@@ -101,9 +101,7 @@ def concordance_index(event_indicator, event_time, estimate, *, tied_tol=1e-8):
     if not np.isfinite(time).all():
         raise ValueError("event_time contains NaN or infinite values; pass finite times.")
     if not np.isfinite(risk).all():
-        raise ValueError(
-            "estimate contains NaN or infinite values; check the model's predictions."
-        )
+        raise ValueError("estimate contains NaN or infinite values; check the model's predictions.")
     if not event.any():
         raise ValueError("All samples are censored; the concordance index is undefined.")
 

@@ -36,17 +36,19 @@ def _write_cohort(root, seed=0):
             volume[dist <= blob[i] + 0.5] = 600
         path = root / "images" / f"s{i}.nii.gz"
         nib.save(nib.Nifti1Image(volume, np.diag([1.5, 1.5, 2.5, 1.0])), path)
-        rows.append({
-            "subject_id": 100 + i,
-            "prediction_time": index[i].isoformat(),
-            "ct": f"images/s{i}.nii.gz" if i % 9 else "",  # some rows without CT
-            "event": int(time[i] <= censor[i]),
-            "time": round(float(min(time[i], censor[i])), 2),
-            "site": "external" if i >= 60 else "internal",
-            "split": "train" if i < 40 else "test",
-        })
+        rows.append(
+            {
+                "subject_id": 100 + i,
+                "prediction_time": index[i].isoformat(),
+                "ct": f"images/s{i}.nii.gz" if i % 9 else "",  # some rows without CT
+                "event": int(time[i] <= censor[i]),
+                "time": round(float(min(time[i], censor[i])), 2),
+                "site": "external" if i >= 60 else "internal",
+                "split": "train" if i < 40 else "test",
+            }
+        )
         # history before the index, plus events after it that must not leak
-        for k in range(n_dx[i]):
+        for _ in range(n_dx[i]):
             subjects.append(100 + i)
             times.append(index[i] - pd.Timedelta(days=int(rng.integers(1, 900))))
             codes.append("ICD10CM/I50.9")
@@ -61,12 +63,16 @@ def _write_cohort(root, seed=0):
         codes.append("LOINC/2160-0")
         values.append(float(rng.normal(1, 0.2)))
     pd.DataFrame(rows).to_csv(root / "cohort.csv", index=False)
-    table = pa.table({
-        "subject_id": pa.array(subjects, pa.int64()),
-        "time": pa.array(pd.DatetimeIndex(times).to_numpy("datetime64[us]"), pa.timestamp("us")),
-        "code": pa.array(codes, pa.string()),
-        "numeric_value": pa.array(values, pa.float32()),
-    })
+    table = pa.table(
+        {
+            "subject_id": pa.array(subjects, pa.int64()),
+            "time": pa.array(
+                pd.DatetimeIndex(times).to_numpy("datetime64[us]"), pa.timestamp("us")
+            ),
+            "code": pa.array(codes, pa.string()),
+            "numeric_value": pa.array(values, pa.float32()),
+        }
+    )
     pq.write_table(table, root / "meds" / "data" / "0.parquet")
 
 
@@ -78,8 +84,19 @@ def cohort_dir(tmp_path_factory):
 
 
 def _run(cohort_dir, out, seed):
-    args = ["benchmark", "--cohort", str(cohort_dir), "--out", str(out), "--quick",
-            "--seed", str(seed), "--bootstrap", "30", "--no-progress"]
+    args = [
+        "benchmark",
+        "--cohort",
+        str(cohort_dir),
+        "--out",
+        str(out),
+        "--quick",
+        "--seed",
+        str(seed),
+        "--bootstrap",
+        "30",
+        "--no-progress",
+    ]
     assert main(args) == 0
     return (out / "table.csv").read_bytes()
 

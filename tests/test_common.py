@@ -52,8 +52,9 @@ def _data(n=160, seed=0):
     risk = ct[:, 0] + 0.5 * ct[:, 1] ** 2 + ehr[:, 0] - ehr[:, 1]
     time = rng.exponential(np.exp(-risk)) * 10 + 0.01
     censor = rng.exponential(15, size=n)
-    y = Surv.from_arrays(time <= censor, np.minimum(time, censor), name_event="status",
-                         name_time="days")
+    y = Surv.from_arrays(
+        time <= censor, np.minimum(time, censor), name_event="status", name_time="days"
+    )
     columns = [f"ct__x{j}" for j in range(6)] + [f"ehr__x{j}" for j in range(5)]
     X = pd.DataFrame(np.hstack([ct, ehr]), columns=columns)
     return X, y
@@ -146,8 +147,9 @@ def test_wrong_number_of_features_at_predict(fitted, data):
 
 def test_pipeline_and_cross_val_score(name, data):
     X, y = data
-    pipe = Pipeline([("scale", StandardScaler().set_output(transform="pandas")),
-                     ("model", ESTIMATORS[name]())])
+    pipe = Pipeline(
+        [("scale", StandardScaler().set_output(transform="pandas")), ("model", ESTIMATORS[name]())]
+    )
     scores = cross_val_score(pipe, X, y, cv=KFold(3, shuffle=True, random_state=0))
     assert scores.shape == (3,) and np.all((scores > 0.4) & (scores <= 1))
 
@@ -158,9 +160,10 @@ def test_grid_search_with_scikit_survival_scorers(name, data, scorer):
     est = ESTIMATORS[name]()
     grid = {"lr": [1e-3, 1e-2]}
     if scorer == "ipcw":
-        est, grid = as_concordance_index_ipcw_scorer(est, tau=np.percentile(y["days"], 60)), {
-            "estimator__lr": grid["lr"]
-        }
+        est, grid = (
+            as_concordance_index_ipcw_scorer(est, tau=np.percentile(y["days"], 60)),
+            {"estimator__lr": grid["lr"]},
+        )
     elif scorer == "brier":
         times = np.percentile(y["days"], [20, 40, 60])
         est, grid = as_integrated_brier_score_scorer(est, times), {"estimator__lr": grid["lr"]}

@@ -71,13 +71,19 @@ def _xy(n=50, seed=0):
 @pytest.mark.parametrize(
     "make_y, error, match",
     [
-        (lambda y: Surv.from_arrays(np.zeros(len(y), bool), y["time"]), ValueError,
-         "all 50 samples are censored"),
-        (lambda y: Surv.from_arrays(y["event"], -y["time"]), ValueError,
-         "has 50 negative values"),
-        (lambda y: np.rec.fromarrays([y["event"].astype(int) * 2, y["time"]],
-                                     names="event,time"), ValueError,
-         "must be boolean; got dtype int64 with values \\[0, 2\\]"),
+        (
+            lambda y: Surv.from_arrays(np.zeros(len(y), bool), y["time"]),
+            ValueError,
+            "all 50 samples are censored",
+        ),
+        (lambda y: Surv.from_arrays(y["event"], -y["time"]), ValueError, "has 50 negative values"),
+        (
+            lambda y: np.rec.fromarrays(
+                [y["event"].astype(int) * 2, y["time"]], names="event,time"
+            ),
+            ValueError,
+            "must be boolean; got dtype int64 with values \\[0, 2\\]",
+        ),
         (lambda y: y["time"], TypeError, "y must be a structured array; got ndarray"),
         (lambda y: y[:-3], ValueError, "X has 50 rows but y has 47"),
     ],

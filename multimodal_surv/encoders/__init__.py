@@ -1,7 +1,7 @@
 """Encoders: sklearn transformers turning CT volumes and EHR events into embeddings."""
 
-from ._ct import CTEncoder
 from ._compose import make_multimodal_encoder
+from ._ct import CTEncoder
 from ._ehr import EHREncoder
 
 __all__ = [

@@ -139,7 +139,10 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), Options(numbers.Integral, {-1})],
+        "batch_size": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            Options(numbers.Integral, {-1}),
+        ],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
         "patience": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
