@@ -25,6 +25,16 @@ MEDS_COLUMNS = ("subject_id", "time", "code", "numeric_value")
 # Static (null-time) events sort before every real time.
 _STATIC_TIME = np.iinfo(np.int64).min + 1
 
+#: The MEDS code of a subject's birth; events and prediction times before it are rejected.
+BIRTH_CODE = "MEDS_BIRTH"
+
+#: Events per chunk when a MEDS folder is streamed (:class:`EventChunks`).
+CHUNK_EVENTS = 1_000_000
+
+
+def _fmt_ns(value) -> str:
+    return str(pd.Timestamp(int(value)))
+
 
 def _did_you_mean(name: str, choices) -> str:
     close = difflib.get_close_matches(name, [str(c) for c in choices], n=1)
@@ -148,12 +158,13 @@ def _shard_files(root: Path) -> list[Path]:
     return files
 
 
-def _read_meds_folder(root: Path, columns, subjects) -> pd.DataFrame:
-    import pyarrow.compute as pc
+def _folder_dataset(root: Path, columns, files=None, schema=None):
+    """``(dataset, columns)`` of a MEDS root folder (columns checked)."""
     import pyarrow.dataset as ds
 
-    files = _shard_files(root)
-    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    if files is None:
+        files = _shard_files(root)
+    dataset = ds.dataset([str(f) for f in files], format="parquet", schema=schema)
     names = dataset.schema.names
     missing = [c for c in MEDS_COLUMNS if c not in names]
     if missing:
@@ -162,6 +173,14 @@ def _read_meds_folder(root: Path, columns, subjects) -> pd.DataFrame:
     unknown = [c for c in cols if c not in names]
     if unknown:
         raise _missing_columns_error(f"MEDS folder {str(root)!r}", unknown, names)
+    return dataset, cols
+
+
+def _read_meds_folder(root: Path, columns, subjects, files=None, schema=None) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dataset, cols = _folder_dataset(root, columns, files, schema)
     filt = None
     if subjects is not None:
         filt = pc.field("subject_id").isin(np.unique(np.asarray(subjects, dtype=np.int64)))
@@ -172,12 +191,8 @@ def _read_meds_folder(root: Path, columns, subjects) -> pd.DataFrame:
         if batch.num_rows
     ]
     if not tables:
-        import pyarrow as pa
-
         table = dataset.schema.empty_table().select(cols)
     else:
-        import pyarrow as pa
-
         table = pa.Table.from_batches(tables)
     return table.to_pandas(types_mapper=None, categories=["code"] if "code" in cols else None)
 
@@ -245,21 +260,33 @@ def read_meds(
                 return _empty_events(extra)
         out = _validate_events_frame(frame)
     elif isinstance(source, str | os.PathLike):
-        root = Path(source)
-        if not root.exists():
-            raise ValueError(
-                f"MEDS root folder {str(root)!r} does not exist; pass an existing MEDS root "
-                "folder (with data/*.parquet) or a DataFrame."
-            )
-        frame = _read_meds_folder(root, list(MEDS_COLUMNS) + extra, subjects)
-        if len(frame) == 0 and subjects is not None:
-            return _empty_events(extra)
-        out = _validate_events_frame(frame, what=f"MEDS folder {str(root)!r}")
+        return _read_folder_validated(_folder_root(source), extra, subjects)
     else:
         raise TypeError(
             "events must be a pandas DataFrame, a MEDS root folder path or a MEDSEvents "
             f"handle; got {type(source).__name__}."
         )
+    for c in extra:
+        out[c] = frame[c].to_numpy()
+    return out
+
+
+def _folder_root(source) -> Path:
+    root = Path(source)
+    if not root.exists():
+        raise ValueError(
+            f"MEDS root folder {str(root)!r} does not exist; pass an existing MEDS root "
+            "folder (with data/*.parquet) or a DataFrame."
+        )
+    return root
+
+
+def _read_folder_validated(root: Path, extra, subjects, files=None, schema=None):
+    """Validated events of a MEDS folder (optionally only ``files``, with ``schema``)."""
+    frame = _read_meds_folder(root, list(MEDS_COLUMNS) + list(extra), subjects, files, schema)
+    if len(frame) == 0 and subjects is not None:
+        return _empty_events(extra)
+    out = _validate_events_frame(frame, what=f"MEDS folder {str(root)!r}")
     for c in extra:
         out[c] = frame[c].to_numpy()
     return out
@@ -384,6 +411,8 @@ class EventArrays:
     numeric_value: np.ndarray
     key: np.ndarray
     unique_times: np.ndarray
+    birth_subjects: np.ndarray | None = None
+    birth_time: np.ndarray | None = None
 
     @property
     def n_events(self) -> int:
@@ -426,9 +455,60 @@ class EventArrays:
         unique_times, rank = np.unique(t, return_inverse=True)
         sub_idx = np.repeat(np.arange(subjects.size, dtype=np.int64), np.diff(starts))
         key = sub_idx * (unique_times.size + 1) + rank
-        return cls(
+        del sub_idx, rank
+        out = cls(
             subjects, starts, t, code_ids, np.asarray(codes, dtype=object), val, key, unique_times
         )
+        return out._with_births()
+
+    def _with_births(self) -> EventArrays:
+        """Record each subject's ``MEDS_BIRTH`` time; reject events before it."""
+        j = int(np.searchsorted(self.codes, BIRTH_CODE))
+        if j >= self.codes.size or self.codes[j] != BIRTH_CODE:
+            return self
+        ev = np.flatnonzero(self.code_ids == j)
+        ev = ev[self.time[ev] != _STATIC_TIME]
+        sub = np.searchsorted(self.starts, ev, side="right") - 1
+        # Events are time-sorted within a subject: its first birth event is the earliest.
+        birth_sub, first = np.unique(sub, return_index=True)
+        birth_t = self.time[ev[first]]
+        # First dated event of each such subject (static events sort first, skip them).
+        _, pos = self.locate(self.subjects[birth_sub], np.full(birth_sub.size, _STATIC_TIME))
+        has = pos < self.starts[birth_sub + 1]
+        early = np.zeros(birth_sub.size, bool)
+        early[has] = self.time[pos[has]] < birth_t[has]
+        if early.any():
+            k = int(np.flatnonzero(early)[0])
+            p = int(pos[k])
+            raise ValueError(
+                f"{int(early.sum())} subject(s) have events before their {BIRTH_CODE} event "
+                f"(first: subject_id={int(self.subjects[birth_sub[k]])}, code "
+                f"{self.codes[self.code_ids[p]]!r} at {_fmt_ns(self.time[p])} < birth at "
+                f"{_fmt_ns(birth_t[k])}); times before birth are malformed: correct the event "
+                f"or {BIRTH_CODE} times in the source, or drop the events that precede birth."
+            )
+        object.__setattr__(self, "birth_subjects", birth_sub)
+        object.__setattr__(self, "birth_time", birth_t)
+        return self
+
+    def check_prediction_times(self, subject_id: np.ndarray, time_ns: np.ndarray) -> None:
+        """Raise a ``ValueError`` if a prediction time precedes its subject's birth."""
+        if self.birth_subjects is None or self.birth_subjects.size == 0:
+            return
+        subject_id = np.asarray(subject_id, dtype=np.int64)
+        births = self.subjects[self.birth_subjects]
+        k = np.minimum(np.searchsorted(births, subject_id), births.size - 1)
+        known = births[k] == subject_id
+        bad = known & (np.asarray(time_ns, np.int64) < self.birth_time[k])
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{int(bad.sum())} cohort row(s) have a prediction_time before the subject's "
+                f"{BIRTH_CODE} event (first: subject_id={int(subject_id[i])}, prediction_time="
+                f"{_fmt_ns(time_ns[i])} < birth at {_fmt_ns(self.birth_time[k[i]])}); a "
+                "prediction cannot precede birth: fix the prediction_time or the birth event, "
+                "or drop those cohort rows."
+            )
 
     def locate(self, subject_id: np.ndarray, time_ns: np.ndarray, side: str = "right"):
         """Index of the first event after ``time_ns`` (``side='right'``: time > t).
@@ -524,3 +604,111 @@ def event_arrays(events, subjects=None) -> EventArrays:
         return events.arrays()
     frame = read_meds(events, subjects=subjects)
     return EventArrays.from_frame(frame)
+
+
+class EventChunks:
+    """The events of a set of subjects as :class:`EventArrays`, chunk by chunk.
+
+    A DataFrame or :class:`MEDSEvents` source is a single chunk (the handle's
+    cached arrays are reused). A MEDS root folder is **streamed**: one pass over
+    the ``subject_id`` column of every shard counts each subject's events and
+    notes which shards hold it; the sorted subjects are then cut into
+    contiguous chunks of about ``max_events`` events, and each chunk reads only
+    its subjects' rows from only the shards that hold them. Memory is then
+    bounded by the chunk, not by the folder. A subject never spans two chunks,
+    and its events keep the table order, so per-subject results are identical
+    to reading everything at once.
+
+    Parameters
+    ----------
+    events : DataFrame, str, os.PathLike or MEDSEvents
+    subjects : array-like of int
+        The subjects needed (duplicates allowed).
+    max_events : int, optional
+        Events per chunk for a folder (default :data:`CHUNK_EVENTS`).
+    """
+
+    def __init__(self, events, subjects, max_events=None):
+        self.events = events
+        self.subjects = np.unique(np.asarray(subjects, dtype=np.int64))
+        source = events.source if isinstance(events, MEDSEvents) else events
+        self._root = None
+        self._arrays = None
+        self.bounds = [(0, self.subjects.size)]
+        self.files = [None]
+        if isinstance(source, str | os.PathLike):
+            self._plan(_folder_root(source), max_events or CHUNK_EVENTS)
+
+    def _plan(self, root: Path, max_events: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        files = _shard_files(root)
+        dataset, _ = _folder_dataset(root, None, files)
+        self._root, self._schema = root, dataset.schema
+        if not pa.types.is_integer(dataset.schema.field("subject_id").type):
+            self.files = [files]  # reading raises the clear subject_id error
+            return
+        n = self.subjects.size
+        counts = np.zeros(n, np.int64)
+        present = []
+        for f in files:
+            seen = [np.zeros(0, np.int64)]
+            try:
+                batches = pq.ParquetFile(f).iter_batches(columns=["subject_id"], batch_size=1 << 20)
+                for batch in batches:
+                    sid = batch.column(0).drop_null().to_numpy().astype(np.int64, copy=False)
+                    if n == 0 or sid.size == 0:
+                        continue
+                    k = np.minimum(np.searchsorted(self.subjects, sid), n - 1)
+                    k = k[self.subjects[k] == sid]
+                    counts += np.bincount(k, minlength=n)
+                    seen.append(np.unique(k))
+            except (OSError, pa.ArrowException) as exc:
+                raise ValueError(
+                    f"{f}: not a readable parquet file ({exc}); remove or rewrite this MEDS shard."
+                ) from exc
+            present.append(np.unique(np.concatenate(seen)))
+        if n:
+            chunk = (np.cumsum(counts) - counts) // max(int(max_events), 1)
+            cuts = np.concatenate([[0], np.flatnonzero(np.diff(chunk)) + 1, [n]])
+            self.bounds = list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
+        self.files = []
+        for lo, hi in self.bounds:
+            self.files.append(
+                [
+                    f
+                    for f, p in zip(files, present, strict=True)
+                    if (j := np.searchsorted(p, lo)) < p.size and p[j] < hi
+                ]
+            )
+        self.n_events = int(counts.sum())
+
+    def __len__(self) -> int:
+        return len(self.bounds)
+
+    def chunk_of(self, subject_id: np.ndarray) -> np.ndarray:
+        """Chunk index of each of ``subject_id`` (subjects among ``subjects``)."""
+        firsts = self.subjects[[lo for lo, _ in self.bounds if lo < self.subjects.size]]
+        if firsts.size == 0:
+            return np.zeros(np.shape(subject_id), np.int64)
+        return np.maximum(np.searchsorted(firsts, subject_id, side="right") - 1, 0)
+
+    def arrays(self, i: int) -> EventArrays:
+        """Events of chunk ``i`` (read now for a folder; built once otherwise)."""
+        if self._root is None:
+            if self._arrays is None:
+                self._arrays = event_arrays(self.events, subjects=self.subjects)
+            return self._arrays
+        lo, hi = self.bounds[i]
+        files = self.files[i]
+        if not files:
+            return EventArrays.from_frame(_empty_events())
+        frame = _read_folder_validated(
+            self._root, (), self.subjects[lo:hi], files=files, schema=self._schema
+        )
+        return EventArrays.from_frame(frame)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield i, self.arrays(i)

@@ -15,8 +15,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..datasets._meds import MEDSEvents, event_arrays, validate_cohort
-from ._ehr_counts import CountFeaturizer, expand_ranges, parse_windows
+from ..datasets._meds import EventChunks, MEDSEvents, event_arrays, validate_cohort
+from ._ehr_counts import CodeCounter, CountFeaturizer, expand_ranges, parse_windows
 from ._ehr_transformer import (
     SPECIAL_TOKENS,
     UNK,
@@ -267,8 +267,19 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         pt = cohort["prediction_time"].to_numpy().view(np.int64)
         return cohort, sid, pt
 
-    def _arrays(self, sid):
-        return event_arrays(self.events, subjects=np.unique(sid))
+    def _arrays(self, sid, pt):
+        arrays = event_arrays(self.events, subjects=np.unique(sid))
+        arrays.check_prediction_times(sid, pt)
+        return arrays
+
+    @staticmethod
+    def _chunk_rows(chunks, sid):
+        """Cohort rows of each chunk (``slice(None)`` when there is one chunk)."""
+        if len(chunks) == 1:
+            return [slice(None)]
+        which = chunks.chunk_of(sid)
+        order = np.argsort(which, kind="stable")
+        return np.split(order, np.cumsum(np.bincount(which, minlength=len(chunks)))[:-1])
 
     def _handle_empty(self, out, empty, cohort):
         self.n_empty_ = int(empty.sum())
@@ -323,21 +334,32 @@ class EHREncoder(TransformerMixin, BaseEstimator):
                 "the cohort passed to EHREncoder.fit has no rows; pass at least one "
                 "(subject_id, prediction_time) row."
             )
-        arrays = self._arrays(sid)
         if self.method == "counts":
-            self._fit_counts(arrays, cohort, sid, pt)
+            self._fit_counts(EventChunks(self.events, sid), cohort, sid, pt)
         else:
-            self._fit_transformer(arrays, cohort, sid, pt)
+            self._fit_transformer(self._arrays(sid, pt), cohort, sid, pt)
         return self
 
-    def _fit_counts(self, arrays, cohort, sid, pt):
+    def _fit_counts(self, chunks, cohort, sid, pt):
+        # A MEDS folder is streamed chunk by chunk of subjects (see EventChunks).
         feat = CountFeaturizer(self.windows, self.min_count, self.max_features, self.numeric)
-        feat.fit(arrays, sid, pt)
+        counter = CodeCounter()
+        n_hist = np.zeros(sid.size, np.int64)
+        rows = self._chunk_rows(chunks, sid)
+        for i, arrays in chunks:
+            s, p = sid[rows[i]], pt[rows[i]]
+            arrays.check_prediction_times(s, p)
+            counter.add(arrays, s, p)
+            k, end = arrays.locate(s, p)
+            n_hist[rows[i]] = end - np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
+            del arrays
+        feat.fit_counter(counter)
         self.featurizer_ = feat
         self.vocabulary_ = feat.vocabulary_
         self.numeric_codes_ = feat.numeric_codes_
-        counts, _, n_hist, _ = feat.transform(arrays, sid, pt, sparse_output=True)
         self.tfidf_ = self.svd_ = None
+        if self.tfidf or self.n_components is not None:
+            counts, _, _, _ = self._count_features(chunks, rows, sid, pt, sparse_output=True)
         if self.tfidf:
             from sklearn.feature_extraction.text import TfidfTransformer
 
@@ -381,10 +403,9 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         cohort, sid, pt = self._cohort_arrays(X, reset=False)
         if self.n_jobs not in (None, 1) and len(cohort) > 1:
             return self._transform_parallel(X, cohort)
-        arrays = self._arrays(sid)
         if self.method == "counts":
-            return self._transform_counts(arrays, cohort, sid, pt)
-        return self._transform_transformer(arrays, cohort, sid, pt)
+            return self._transform_counts(EventChunks(self.events, sid), cohort, sid, pt)
+        return self._transform_transformer(self._arrays(sid, pt), cohort, sid, pt)
 
     def _transform_parallel(self, X, cohort):
         from joblib import Parallel, delayed, effective_n_jobs
@@ -405,11 +426,50 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         self.n_empty_ = sum(n for _, _, n in results)
         return out[order]
 
-    def _transform_counts(self, arrays, cohort, sid, pt):
+    def _count_features(self, chunks, rows, sid, pt, sparse_output):
+        """``(counts, numeric, n_history, n_unknown)`` of every row, chunk by chunk.
+
+        Dense: ``counts`` is one preallocated (n_rows, n_counts + n_numeric)
+        array that holds the numeric columns too (``numeric`` is then None).
+        """
         feat = self.featurizer_
+        m, n_counts = sid.size, feat.n_count_features
+        n_num = feat.numeric_codes_.size
+        n_hist = np.zeros(m, np.int64)
+        n_unk = 0
+        if sparse_output:
+            parts, numeric = [], np.zeros((m, n_num))
+        else:
+            out = np.empty((m, n_counts + n_num))
+        for i, arrays in chunks:
+            r = rows[i]
+            s, p = sid[r], pt[r]
+            arrays.check_prediction_times(s, p)
+            counts, num, hist, unk = feat.transform(arrays, s, p, sparse_output=sparse_output)
+            n_hist[r] = hist
+            n_unk += unk
+            if sparse_output:
+                parts.append(counts)
+                numeric[r] = num
+            else:
+                out[r, :n_counts] = counts
+                out[r, n_counts:] = num
+            del arrays, counts, num
+        if not sparse_output:
+            return out, None, n_hist, n_unk
+        counts = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+        if len(parts) > 1:
+            counts = counts[np.argsort(np.concatenate(rows), kind="stable")]
+        return counts, numeric, n_hist, n_unk
+
+    def _transform_counts(self, chunks, cohort, sid, pt):
         use_sparse = self.sparse_output or self.tfidf_ is not None or self.svd_ is not None
-        counts, numeric, n_hist, n_unk = feat.transform(arrays, sid, pt, sparse_output=use_sparse)
+        counts, numeric, n_hist, n_unk = self._count_features(
+            chunks, self._chunk_rows(chunks, sid), sid, pt, sparse_output=use_sparse
+        )
         self.n_unknown_events_ = n_unk
+        if not use_sparse:
+            return self._handle_empty(counts, n_hist == 0, cohort)
         if self.tfidf_ is not None:
             counts = self.tfidf_.transform(counts)
         if self.svd_ is not None:

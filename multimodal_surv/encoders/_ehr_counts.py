@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from ..datasets._meds import EventArrays
 
-__all__ = ["CountFeaturizer", "parse_windows", "expand_ranges"]
+__all__ = ["CodeCounter", "CountFeaturizer", "parse_windows", "expand_ranges"]
 
 
 def parse_windows(windows) -> list[tuple[str, int | None]]:
@@ -57,6 +57,54 @@ def expand_ranges(start: np.ndarray, end: np.ndarray):
     return rows, idx, lengths
 
 
+class CodeCounter:
+    """Code frequencies and numeric sums of fit histories, merged chunk by chunk.
+
+    Chunks must come in increasing subject order. Numeric sums continue the
+    running sum event by event (``np.add.at``), so they are bit-identical to
+    one ``np.bincount`` over all events in (subject, time) order.
+    """
+
+    def __init__(self):
+        self.codes = np.zeros(0, object)
+        self.freq = np.zeros(0, np.int64)
+        self.sums = np.zeros(0, np.float64)
+        self.n_values = np.zeros(0, np.int64)
+        self.n_events = 0
+
+    def add(self, arrays: EventArrays, sid: np.ndarray, pt_ns: np.ndarray) -> CodeCounter:
+        """Count the events of ``sid`` up to each subject's latest ``pt_ns``."""
+        # One pass over each subject's history up to its latest prediction time.
+        frame = pd.DataFrame({"s": sid, "t": pt_ns}).groupby("s", sort=True)["t"].max()
+        k, end = arrays.locate(frame.index.to_numpy(), frame.to_numpy())
+        start = np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
+        _, idx, _ = expand_ranges(start, end)
+        code_ids = arrays.code_ids[idx]
+        vals = arrays.numeric_value[idx]
+        has = ~np.isnan(vals)
+        codes = np.asarray(arrays.codes, dtype=object)
+        if self.codes.size and not np.array_equal(self.codes, codes):
+            union = np.union1d(self.codes, codes).astype(object)
+            old = np.searchsorted(union, self.codes)
+            for name in ("freq", "sums", "n_values"):
+                grown = np.zeros(union.size, getattr(self, name).dtype)
+                grown[old] = getattr(self, name)
+                setattr(self, name, grown)
+            self.codes = union
+        elif not self.codes.size:
+            self.codes = codes
+            self.freq = np.zeros(codes.size, np.int64)
+            self.sums = np.zeros(codes.size, np.float64)
+            self.n_values = np.zeros(codes.size, np.int64)
+        pos = np.searchsorted(self.codes, codes) if codes.size else np.zeros(0, np.int64)
+        self.freq += np.bincount(pos[code_ids], minlength=self.codes.size)
+        g = pos[code_ids[has]]
+        np.add.at(self.sums, g, vals[has])
+        self.n_values += np.bincount(g, minlength=self.codes.size)
+        self.n_events += int(idx.size)
+        return self
+
+
 class CountFeaturizer:
     """Windowed code counts plus the last numeric value per code (plain object).
 
@@ -74,28 +122,22 @@ class CountFeaturizer:
 
     # -- fitting -----------------------------------------------------------
     def fit(self, arrays: EventArrays, sid: np.ndarray, pt_ns: np.ndarray) -> CountFeaturizer:
-        # One pass over each subject's history up to its latest prediction time.
-        frame = pd.DataFrame({"s": sid, "t": pt_ns}).groupby("s", sort=True)["t"].max()
-        k, end = arrays.locate(frame.index.to_numpy(), frame.to_numpy())
-        start = np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
-        _, idx, _ = expand_ranges(start, end)
-        code_ids = arrays.code_ids[idx]
-        freq = np.bincount(code_ids, minlength=arrays.codes.size)
+        """Learn the vocabulary from the events of ``sid`` up to their latest ``pt_ns``."""
+        return self.fit_counter(CodeCounter().add(arrays, sid, pt_ns))
+
+    def fit_counter(self, counter: CodeCounter) -> CountFeaturizer:
+        """Learn the vocabulary from code counts merged over chunks of subjects."""
+        codes, freq = counter.codes, counter.freq
         keep = self.select_codes(freq)
-        self.vocabulary_ = arrays.codes[keep].astype(object)
+        self.vocabulary_ = codes[keep].astype(object)
         self.code_frequency_ = freq[keep]
-        self.n_fit_events_ = int(idx.size)
+        self.n_fit_events_ = counter.n_events
         if self.numeric == "last":
-            vals = arrays.numeric_value[idx]
-            has = ~np.isnan(vals)
-            in_vocab = np.zeros(arrays.codes.size, bool)
+            in_vocab = np.zeros(codes.size, bool)
             in_vocab[keep] = True
-            ok = has & in_vocab[code_ids]
-            sums = np.bincount(code_ids[ok], weights=vals[ok], minlength=arrays.codes.size)
-            ns = np.bincount(code_ids[ok], minlength=arrays.codes.size)
-            num = np.flatnonzero(ns > 0)
-            self.numeric_codes_ = arrays.codes[num].astype(object)
-            self.numeric_fill_ = sums[num] / ns[num]
+            num = np.flatnonzero((counter.n_values > 0) & in_vocab)
+            self.numeric_codes_ = codes[num].astype(object)
+            self.numeric_fill_ = counter.sums[num] / counter.n_values[num]
         else:
             self.numeric_codes_ = np.zeros(0, object)
             self.numeric_fill_ = np.zeros(0)
