@@ -572,3 +572,54 @@ def test_grid_search_pipeline_with_deep_survival_shares_events():
     direct = EHREncoder(events=events, windows=windows).fit(cohort).transform(cohort)
     np.testing.assert_array_equal(z.to_numpy(), direct)
     assert np.isfinite(best.predict(cohort)).all()
+
+
+def test_times_before_birth_rejected(tmp_path):
+    t = pd.to_datetime(["2000-05-01", "2000-04-01", "2001-01-01", "1999-01-01", "2002-01-01"])
+    events = pd.DataFrame(
+        {
+            "subject_id": [1, 1, 1, 2, 2],
+            "time": t,
+            "code": ["MEDS_BIRTH", "DX/A", "DX/B", "DX/A", "DX/B"],
+            "numeric_value": np.nan,
+        }
+    )
+    cohort = pd.DataFrame({"subject_id": [1, 2], "prediction_time": pd.Timestamp("2003-01-01")})
+    msg = (
+        r"1 subject\(s\) have events before their MEDS_BIRTH event \(first: subject_id=1, "
+        r"code 'DX/A' at 2000-04-01 00:00:00 < birth at 2000-05-01 00:00:00\).*drop the "
+        r"events that precede birth"
+    )
+    for method in ("counts", "transformer"):
+        with pytest.raises(ValueError, match=msg):
+            EHREncoder(events=events, method=method, n_epochs=0).fit(cohort)
+    root = _write_shards(tmp_path / "meds", events, 2)
+    with pytest.raises(ValueError, match=msg):
+        EHREncoder(events=root).fit(cohort)
+
+    # fixed: the early event dropped; static (null-time) events are not "before birth"
+    ok = pd.concat(
+        [events.drop(index=1), events.iloc[[2]].assign(time=pd.NaT, code="STATIC/X")],
+        ignore_index=True,
+    )
+    enc = EHREncoder(events=ok, windows=["ever"]).fit(cohort)
+    early = pd.DataFrame(
+        {"subject_id": [2, 1], "prediction_time": pd.to_datetime(["1990-01-01", "2000-01-31"])}
+    )
+    msg = (
+        r"1 cohort row\(s\) have a prediction_time before the subject's MEDS_BIRTH event "
+        r"\(first: subject_id=1, prediction_time=2000-01-31 00:00:00 < birth at "
+        r"2000-05-01 00:00:00\).*drop those cohort rows"
+    )
+    with pytest.raises(ValueError, match=msg):
+        enc.transform(early)
+    with pytest.raises(ValueError, match=msg):
+        EHREncoder(events=ok, windows=["ever"]).fit(early)
+    # subject 2 has no birth event: an early prediction time is just an empty history
+    np.testing.assert_array_equal(enc.transform(early.iloc[:1]), [[0.0, 0.0, 0.0, 0.0, 0.0]])
+    # at birth exactly is fine
+    at_birth = early.iloc[1:].assign(prediction_time=pd.Timestamp("2000-05-01"))
+    assert enc.transform(at_birth)[0, list(enc.vocabulary_).index("MEDS_BIRTH")] == 1.0
+    root = _write_shards(tmp_path / "ok", ok, 2)
+    with pytest.raises(ValueError, match=msg):
+        EHREncoder(events=root, windows=["ever"]).fit(cohort).transform(early)
