@@ -287,6 +287,61 @@ def test_co_attention_net_ignores_the_values_of_a_missing_modality():
     torch.testing.assert_close(net(y)[0], net(z)[0])
 
 
+@pytest.mark.parametrize(
+    ("estimator", "param", "key"),
+    [
+        (CrossAttentionFusionSurvival, {"query": "ct"}, "pooling"),
+        (CrossAttentionFusionSurvival, {"query": "ehr"}, "attention"),
+        (CoAttentionFusionSurvival, {"guide": "ehr"}, "coattention"),
+    ],
+)
+def test_attention_concentrates_on_the_token_that_carries_the_signal(estimator, param, key):
+    # Only CT token 2 enters the hazard. At initialisation the weights are
+    # near uniform (about 1/4 per CT token); after training, token 2 must get
+    # the largest mean weight, at least twice that of any other CT token.
+    rng = np.random.default_rng(0)
+    n = 400
+    ct, ehr = rng.normal(size=(n, 4, 4)), rng.normal(size=(n, 4))
+    risk = 1.5 * ct[:, 2, 0] - ct[:, 2, 1]
+    y = Surv.from_arrays(np.ones(n, bool), rng.exponential(np.exp(-risk)))
+    cols = [f"ct__t{t}_{j}" for t in range(4) for j in range(4)] + [f"ehr__x{j}" for j in range(4)]
+    X = pd.DataFrame(np.hstack([ct.reshape(n, -1), ehr]), columns=cols)
+    model = estimator(
+        **param,
+        d_model=8,
+        hidden_units=(16,),
+        dropout=0.0,
+        lr=1e-2,
+        max_epochs=100,
+        validation_fraction=None,
+        random_state=0,
+    ).fit(X, y)
+    weights = model.get_attention(X)[key]
+    # pooling: (n, CT tokens); attention: (n, EHR tokens, CT tokens + null key)
+    per_token = weights.mean(axis=0) if weights.ndim == 2 else weights.mean(axis=(0, 1))[:4]
+    others = np.delete(per_token, 2)
+    assert per_token[2] > 2 * others.max(), per_token
+
+
+def test_modality_dropout_hides_one_whole_modality_in_a_share_of_complete_rows(data):
+    X, y = data
+    X = _nan_rows(X, "ct__", [0, 1, 2])
+    model = FACTORIES["late"](modality_dropout=0.5, max_epochs=2).fit(X, y)
+    x = torch.as_tensor(np.tile(X.to_numpy(np.float32), (20, 1)))
+    torch.manual_seed(0)
+    dropped = model._drop_modalities(x)
+    ct = torch.isnan(dropped[:, model.modality_columns_["ct"]])
+    ehr = torch.isnan(dropped[:, model.modality_columns_["ehr"]])
+    was_missing = torch.isnan(x[:, model.modality_columns_["ct"]]).all(1)
+    assert torch.equal(ct.all(1), ct.any(1)) and torch.equal(ehr.all(1), ehr.any(1))
+    assert not (ct.all(1) & ehr.all(1)).any()  # never both
+    assert torch.equal(dropped[was_missing].isnan(), x[was_missing].isnan())
+    share = float((ct.all(1) | ehr.all(1))[~was_missing].double().mean())
+    assert share == pytest.approx(0.5, abs=0.03)
+    with pytest.raises(ValueError, match="modality_dropout"):
+        FACTORIES["late"](modality_dropout=1.0).fit(X, y)
+
+
 # ---------------------------------------------------------------------------- layouts and missing
 @pytest.mark.parametrize("name", ATTENTION)
 def test_token_names_n_tokens_and_column_order_give_the_same_model(name, data):

@@ -32,6 +32,11 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
     ----------
     modalities : dict of str -> list of int or str, default=None
         See :class:`LateFusionSurvival`.
+    modality_dropout : float in [0, 1), default=0.0
+        Training-time share of the rows with both modalities that lose one of
+        them (chosen at random, set to NaN, i.e. the missing-modality path).
+        Trains that path and regularises against relying on one modality;
+        validation and prediction are unaffected.
     guide : str or None, default=None
         Name of the guiding modality; ``None`` takes the first modality in
         column order.

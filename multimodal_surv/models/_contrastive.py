@@ -33,6 +33,11 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
     ----------
     modalities : dict of str -> list of int or str, default=None
         See :class:`LateFusionSurvival`.
+    modality_dropout : float in [0, 1), default=0.0
+        Training-time share of the rows with both modalities that lose one of
+        them (chosen at random, set to NaN, i.e. the missing-modality path).
+        Trains that path and regularises against relying on one modality;
+        validation and prediction are unaffected.
     alpha : float, default=0.5
         Weight of the contrastive term.
     temperature : float, default=0.07

@@ -39,6 +39,11 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
     ----------
     modalities : dict of str -> list of int or str, default=None
         See :class:`LateFusionSurvival`.
+    modality_dropout : float in [0, 1), default=0.0
+        Training-time share of the rows with both modalities that lose one of
+        them (chosen at random, set to NaN, i.e. the missing-modality path).
+        Trains that path and regularises against relying on one modality;
+        validation and prediction are unaffected.
     query : str or None, default=None
         Name of the modality whose tokens query the other (``"ct"`` or
         ``"ehr"`` for the usual names); ``None`` takes the first modality in

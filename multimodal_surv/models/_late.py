@@ -31,6 +31,11 @@ class LateFusionSurvival(FusionSurvivalNet):
     modalities : dict of str -> list of int or str, default=None
         Columns of each modality (indices, or names for DataFrame input).
         ``None`` infers them from the column prefixes.
+    modality_dropout : float in [0, 1), default=0.0
+        Training-time share of the rows with both modalities that lose one of
+        them (chosen at random, set to NaN, i.e. the missing-modality path).
+        Trains that path and regularises against relying on one modality;
+        validation and prediction are unaffected.
     hidden_units : tuple of int, default=(64,)
         Hidden layers of each modality's risk head.
     activation : {"relu", "gelu", "selu", "tanh"}, default="relu"
