@@ -445,13 +445,16 @@ class EHREncoder(TransformerMixin, BaseEstimator):
             r = rows[i]
             s, p = sid[r], pt[r]
             arrays.check_prediction_times(s, p)
-            counts, num, hist, unk = feat.transform(arrays, s, p, sparse_output=sparse_output)
+            direct = not sparse_output and isinstance(r, slice)  # one chunk: write in place
+            counts, num, hist, unk = feat.transform(
+                arrays, s, p, sparse_output=sparse_output, out=out if direct else None
+            )
             n_hist[r] = hist
             n_unk += unk
             if sparse_output:
                 parts.append(counts)
                 numeric[r] = num
-            else:
+            elif not direct:
                 out[r, :n_counts] = counts
                 out[r, n_counts:] = num
             del arrays, counts, num

@@ -181,13 +181,20 @@ class CountFeaturizer:
         return tok, num
 
     def transform(
-        self, arrays: EventArrays, sid: np.ndarray, pt_ns: np.ndarray, sparse_output: bool
+        self,
+        arrays: EventArrays,
+        sid: np.ndarray,
+        pt_ns: np.ndarray,
+        sparse_output: bool,
+        out: np.ndarray | None = None,
     ):
         """Return ``(counts, numeric, n_history, n_unknown)``.
 
         ``counts`` is (n_rows, n_count_features) sparse CSR or dense float64;
         ``numeric`` is dense (n_rows, n_numeric); ``n_history`` counts events up to
         each row's prediction time; ``n_unknown`` the out-of-vocabulary events.
+        Dense with ``out`` (n_rows, n_count_features + n_numeric): both are
+        written into ``out`` (no concatenation copy) and returned as views.
         """
         m = sid.size
         V1 = self.vocabulary_.size + 1
@@ -196,7 +203,7 @@ class CountFeaturizer:
         first = np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
         blocks = []
         n_unknown = 0
-        for _label, width in self.windows:
+        for w, (_label, width) in enumerate(self.windows):
             if width is None:
                 start = first
             else:
@@ -215,9 +222,17 @@ class CountFeaturizer:
                 block.sum_duplicates()
             else:
                 block = np.bincount(rows * V1 + tok, minlength=m * V1).reshape(m, V1)
+                if out is not None:
+                    out[:, w * V1 : (w + 1) * V1] = block
+                    continue
                 block = block.astype(np.float64)
             blocks.append(block)
-        counts = sp.hstack(blocks, format="csr") if sparse_output else np.hstack(blocks)
+        if sparse_output:
+            counts = sp.hstack(blocks, format="csr")
+        elif out is not None:
+            counts = out[:, : len(self.windows) * V1]
+        else:
+            counts = np.hstack(blocks)
         n_history = end - first
         Vn = self.numeric_codes_.size
         numeric = np.zeros((m, Vn))
@@ -234,4 +249,7 @@ class CountFeaturizer:
             numeric = np.broadcast_to(self.numeric_fill_, (m, Vn)).ravel().copy()
             numeric[seen] = arrays.numeric_value[last[seen]]
             numeric = numeric.reshape(m, Vn)
+        if out is not None and not sparse_output:
+            out[:, counts.shape[1] :] = numeric
+            numeric = out[:, counts.shape[1] :]
         return counts, numeric, n_history, n_unknown
