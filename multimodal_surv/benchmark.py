@@ -79,8 +79,9 @@ def encode_cohort(data, *, quick=False, random_state=0, cache_dir=None, progress
     Returns
     -------
     embeddings : dict of str to DataFrame
-        ``"ct"`` (columns ``ct__*``), ``"ehr_counts"`` and ``"ehr_transformer"``
-        (columns ``ehr__*``), indexed like ``data.cohort``.
+        ``"ct"`` (columns ``ct__*``), ``"ehr_counts"``, ``"ehr_transformer"``
+        and their concatenation ``"ehr_both"`` (columns ``ehr__*``), indexed
+        like ``data.cohort``.
     """
     cohort = data.cohort.reset_index(drop=True)
     train = _masks(cohort)["train"]
@@ -113,10 +114,11 @@ def encode_cohort(data, *, quick=False, random_state=0, cache_dir=None, progress
         "ct": both[ct_cols],
         "ehr_counts": _prefixed(both[ehr_cols], "ehr"),
         "ehr_transformer": _prefixed(ehr_fm, "ehr"),
+        "ehr_both": _prefixed(pd.concat([both[ehr_cols], ehr_fm], axis=1), "ehr"),
     }
 
 
-def default_models(*, fusion_ehr="counts", random_state=0):
+def default_models(*, fusion_ehr="both", random_state=0):
     """The comparison of the paper: name -> (embedding keys, estimator).
 
     Every estimator sits behind a ``StandardScaler`` (pandas output, so the
@@ -127,8 +129,9 @@ def default_models(*, fusion_ehr="counts", random_state=0):
 
     Parameters
     ----------
-    fusion_ehr : {"counts", "transformer"}, default="counts"
-        Which EHR embedding the multimodal models use.
+    fusion_ehr : {"both", "counts", "transformer"}, default="both"
+        Which EHR embedding the multimodal models use ("both": counts and
+        transformer embeddings side by side, as one ``ehr`` modality).
     random_state : int, default=0
 
     Returns
@@ -146,7 +149,10 @@ def default_models(*, fusion_ehr="counts", random_state=0):
         "Late fusion": (fused, LateFusionSurvival(**rs)),
         "Contrastive fusion": (fused, ContrastiveFusionSurvival(**rs)),
         "Cross-attention (CT queries EHR)": (fused, CrossAttentionFusionSurvival(query="ct", **rs)),
-        "Cross-attention (EHR queries CT)": (fused, CrossAttentionFusionSurvival(query="ehr", **rs)),  # noqa: E501
+        "Cross-attention (EHR queries CT)": (
+            fused,
+            CrossAttentionFusionSurvival(query="ehr", **rs),
+        ),  # noqa: E501
         "Co-attention (CT-guided)": (fused, CoAttentionFusionSurvival(guide="ct", **rs)),
         "Co-attention (EHR-guided)": (fused, CoAttentionFusionSurvival(guide="ehr", **rs)),
     }
@@ -224,7 +230,7 @@ def run_benchmark(
     *,
     out=None,
     quick=False,
-    fusion_ehr="counts",
+    fusion_ehr="both",
     n_bootstrap=None,
     random_state=0,
     cache_dir=None,
@@ -245,7 +251,7 @@ def run_benchmark(
         Folder for ``table.md``, ``table.csv``, figures and ``metadata.json``.
     quick : bool, default=False
         Smaller encoder budgets and bootstrap (for smoke runs).
-    fusion_ehr : {"counts", "transformer"}, default="counts"
+    fusion_ehr : {"both", "counts", "transformer"}, default="both"
         The EHR embedding used by the multimodal models.
     n_bootstrap : int or None
         Bootstrap resamples for the CIs and p-values (default 1000, 200 if quick).

@@ -51,16 +51,17 @@ def _parser():
         "--n-subjects",
         type=int,
         default=None,
-        help="synthetic cohort size (default 900, 300 with --quick)",
+        help="synthetic cohort size (default 3000, 300 with --quick)",
     )
     bench.add_argument("--out", default="results", help="output folder (default: results)")
     bench.add_argument("--quick", action="store_true", help="small, fast smoke run")
     bench.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     bench.add_argument(
         "--fusion-ehr",
-        choices=["counts", "transformer"],
-        default="counts",
-        help="EHR embedding used by the fusion models (default counts)",
+        choices=["both", "counts", "transformer"],
+        default="both",
+        help="EHR embedding used by the fusion models: both (default; counts and "
+        "transformer side by side), counts or transformer",
     )
     bench.add_argument(
         "--bootstrap",
@@ -78,7 +79,7 @@ def _cohort(args, out, balance):
 
     if args.cohort != "synthetic":
         return load_cohort_folder(args.cohort)
-    n = args.n_subjects or (300 if args.quick else 900)
+    n = args.n_subjects or (300 if args.quick else 3000)
     root = out / "cohort"
     if not args.no_progress:
         print(
