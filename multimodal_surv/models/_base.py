@@ -376,6 +376,7 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
                 torch.manual_seed(seed)
             super().fit(X, target, **fit_params)
         self._check_converged()
+        self._after_training(X, event, time)
         risk = self._predict_risk(X)
         # The baseline is fitted on centred risks so that exp() cannot overflow
         # for models whose risks sit far from 0; predictions are shifted alike.
@@ -391,6 +392,9 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             )
         self.baseline_model_ = BreslowEstimator().fit(risk - self.risk_offset_, event, time)
         return self
+
+    def _after_training(self, X, event, time):
+        """Hook between network training and the baseline hazard fit (no-op here)."""
 
     def _check_converged(self):
         """Warn when early stopping was on but training ran out of epochs while improving."""

@@ -2,25 +2,93 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
 
+import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback
 
-from ..nn import LateFusionNet
+from ..metrics import concordance_index
+from ..nn import LateFusionNet, cox_partial_likelihood
 from ._fusion_base import FusionSurvivalNet
 
 __all__ = ["LateFusionSurvival"]
 
 
+class PerHeadEarlyStopping(Callback):
+    """Early stopping and best-epoch restore for each modality head separately.
+
+    Each head is scored by the validation C-index of its own risk (on the rows
+    that have its modality); its weights are kept from its best epoch, and
+    training stops once no head has improved for ``patience`` epochs. A head
+    fed with an uninformative modality thus stops (and is restored) early,
+    while the informative head trains on. The mean of the heads' scores is
+    recorded as ``valid_cindex``.
+    """
+
+    def __init__(self, patience=None, threshold=1e-4):
+        self.patience = patience
+        self.threshold = threshold
+
+    def on_train_begin(self, net, **kwargs):
+        self.best_ = [-np.inf, -np.inf]
+        self.waited_ = [0, 0]
+        self.states_ = [None, None]
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._risks, self._targets = [], []
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        if not training:
+            self._risks.append(kwargs["y_pred"][1].detach().cpu())
+            self._targets.append(batch[1].cpu())
+
+    def on_epoch_end(self, net, **kwargs):
+        if not self._risks:
+            return
+        risks = torch.cat(self._risks).double().numpy()
+        target = torch.cat(self._targets).double().numpy()
+        scores = []
+        for m, head in enumerate(net.module_.heads):
+            present = np.isfinite(risks[:, m])
+            event = target[present, 1] > 0.5
+            score = (
+                concordance_index(event, target[present, 0], risks[present, m])
+                if event.any() and present.sum() > 1
+                else np.nan
+            )
+            scores.append(score)
+            if np.isfinite(score) and score > self.best_[m] + self.threshold:
+                self.best_[m], self.waited_[m] = score, 0
+                self.states_[m] = copy.deepcopy(head.state_dict())
+            else:
+                self.waited_[m] += 1
+        net.history.record("valid_cindex", float(np.nanmean(scores)))
+        if self.patience is not None and min(self.waited_) >= self.patience:
+            raise KeyboardInterrupt  # skorch's way to end training (caught in partial_fit)
+
+    def on_train_end(self, net, **kwargs):
+        for head, state in zip(net.module_.heads, self.states_):
+            if state is not None:
+                head.load_state_dict(state)
+
+
 class LateFusionSurvival(FusionSurvivalNet):
     """Late fusion Cox model: a risk MLP per modality, combined by learned weights.
 
-    ``risk = w_1 r_1(x_1) + w_2 r_2(x_2)``, trained end to end with the Cox
-    partial likelihood. For a patient without a modality (all its columns
-    NaN) that head's risk is replaced by a learned constant, so only the
-    available heads vary; rows are never dropped.
+    ``risk = w_1 r_1(x_1) + w_2 r_2(x_2)``. Each head is trained with its own
+    Cox partial likelihood on the rows that have its modality, with its own
+    early stopping on the validation split (best epoch restored per head).
+    The weights ``w`` and the risk used for a missing modality are then fitted
+    by a Cox model on the held-out validation rows (stacking), so a head that
+    only learned noise gets a weight near 0 instead of the weight it earned by
+    overfitting the training rows. For a patient without a modality (all its
+    columns NaN) that head's risk is replaced by the fitted constant; rows are
+    never dropped. With ``validation_fraction=None`` the weights are fitted on
+    the training rows.
 
     Modalities come from the ``"<name>__"`` column prefixes of a DataFrame
     (e.g. ``ColumnTransformer(...).set_output(transform="pandas")``) or from
@@ -141,6 +209,73 @@ class LateFusionSurvival(FusionSurvivalNet):
         }
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
+
+    def get_default_callbacks(self):
+        callbacks = [
+            (name, cb)
+            for name, cb in super().get_default_callbacks()
+            if name not in ("valid_cindex", "early_stopping")
+        ]
+        if self.validation_fraction is not None or self.train_split is not None:
+            callbacks.append(("per_head_early_stopping", PerHeadEarlyStopping(self.patience)))
+        return callbacks
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        risk, per_modality, _, missing = y_pred
+        if not torch.isfinite(risk).all():
+            return risk.sum()  # a non-finite risk is a non-finite loss: training stops
+        # One Cox loss per head, each on the rows with its modality.
+        loss = per_modality.new_zeros(())
+        for m in range(per_modality.shape[1]):
+            present = ~missing[:, m]
+            loss = loss + cox_partial_likelihood(
+                per_modality[present, m], y_true[present, 0], y_true[present, 1], ties=self.ties
+            )
+        return loss
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        train, valid = super().get_split_datasets(X, y, **fit_params)
+        self._stacking_data = valid if valid is not None else train
+        return train, valid
+
+    def _after_training(self, X, event, time):
+        """Fit the combination weights and missing-modality risks on held-out rows."""
+        data = self._stacking_data
+        del self._stacking_data
+        module = self.module_
+        module.eval()
+        with torch.no_grad():
+            _, per_modality, _, missing = module(data.X.to(self.device))
+        per_modality, missing = per_modality.double().cpu(), missing.cpu()
+        target = data.y.double()
+        # Start from equal weights and a neutral fill (the head's mean risk).
+        fill = torch.stack(
+            [per_modality[~missing[:, m], m].mean() for m in range(per_modality.shape[1])]
+        )
+        weights = torch.ones(per_modality.shape[1], dtype=torch.float64, requires_grad=True)
+        neutral = fill.clone()
+        fill = fill.clone().requires_grad_(True)
+        optimizer = torch.optim.LBFGS(
+            [weights, fill], lr=1.0, max_iter=100, line_search_fn="strong_wolfe"
+        )
+
+        def closure():
+            optimizer.zero_grad()
+            filled = torch.where(missing, fill.expand_as(per_modality), per_modality)
+            loss = cox_partial_likelihood(filled @ weights, target[:, 0], target[:, 1], self.ties)
+            # A small ridge keeps the fit defined on small validation splits
+            # (a head the data do not support is shrunk towards 0); a fill
+            # without rows stays neutral.
+            penalty = weights.square().sum() + (fill - neutral).square().sum()
+            loss = loss + 1e-2 * penalty
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        with torch.no_grad():
+            # a head's risk is "higher = earlier event": a negative weight is noise
+            module.weights.copy_(weights.clamp_min(0).to(module.weights))
+            module.missing_risk.copy_(fill.to(module.missing_risk))
 
     def predict_modality_risks(self, X):
         """Risk of each modality's head (before weighting); NaN where it is missing.

@@ -63,13 +63,14 @@ class LateFusionNet(nn.Module):
 
     Returns (forward)
     -----------------
-    risk : (n,), modality_risks : (n, 2) (NaN where missing), weights : (n, 2)
+    risk : (n,), modality_risks : (n, 2) (NaN where missing), weights : (n, 2),
+    missing : (n, 2) bool
 
     Examples
     --------
     >>> import torch
     >>> net = LateFusionNet([[0, 1], [2, 3, 4]], hidden_units=(8,))
-    >>> risk, per_modality, weights = net(torch.randn(6, 5))
+    >>> risk, per_modality, weights, missing = net(torch.randn(6, 5))
     >>> risk.shape, per_modality.shape
     (torch.Size([6]), torch.Size([6, 2]))
     """
@@ -91,7 +92,7 @@ class LateFusionNet(nn.Module):
         self.weights = nn.Parameter(torch.ones(2))
         self.missing_risk = nn.Parameter(torch.zeros(2))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         risks, missings = [], []
         for (block, missing), head, fill in zip(self.split(x), self.heads, self.missing_risk):
             r = head(block)
@@ -99,9 +100,11 @@ class LateFusionNet(nn.Module):
             missings.append(missing)
         per_modality = torch.stack(risks, dim=1)
         risk = per_modality @ self.weights
-        # What is shown for a missing modality is NaN (the fill is a model detail).
-        shown = per_modality.detach().masked_fill(torch.stack(missings, dim=1), float("nan"))
-        return risk, shown, self.weights.detach().expand(x.shape[0], 2)
+        # What is shown for a missing modality is NaN (the fill is a model detail);
+        # the estimator trains each head on its own rows through this output.
+        missing = torch.stack(missings, dim=1)
+        shown = per_modality.masked_fill(missing, float("nan"))
+        return risk, shown, self.weights.detach().expand(x.shape[0], 2), missing
 
 
 class ContrastiveFusionNet(nn.Module):
