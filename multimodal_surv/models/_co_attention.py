@@ -32,11 +32,14 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
     ----------
     modalities : dict of str -> list of int or str, default=None
         See :class:`LateFusionSurvival`.
-    modality_dropout : float in [0, 1), default=0.0
+    modality_dropout : float in [0, 1), default=0.3
         Training-time share of the rows with both modalities that lose one of
         them (chosen at random, set to NaN, i.e. the missing-modality path).
         Trains that path and regularises against relying on one modality;
-        validation and prediction are unaffected.
+        validation and prediction are unaffected. The default keeps
+        co-attention within 0.01 C of the informative unimodal model when the
+        other modality is noise, and within 0.02 C of complete-data training
+        with 30 % / 10 % of modalities missing (``tests/test_fusion_synthetic.py``).
     guide : str or None, default=None
         Name of the guiding modality; ``None`` takes the first modality in
         column order.
@@ -110,7 +113,7 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
         self,
         modalities=None,
         *,
-        modality_dropout=0.0,
+        modality_dropout=0.3,
         guide=None,
         n_tokens=None,
         n_tokens_projected=4,
