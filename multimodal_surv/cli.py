@@ -51,7 +51,7 @@ def _parser():
         "--n-subjects",
         type=int,
         default=None,
-        help="synthetic cohort size (default 3000, 300 with --quick)",
+        help="synthetic cohort size (default 3600, 300 with --quick)",
     )
     bench.add_argument("--out", default="results", help="output folder (default: results)")
     bench.add_argument("--quick", action="store_true", help="small, fast smoke run")
@@ -79,7 +79,7 @@ def _cohort(args, out, balance):
 
     if args.cohort != "synthetic":
         return load_cohort_folder(args.cohort)
-    n = args.n_subjects or (300 if args.quick else 3000)
+    n = args.n_subjects or (300 if args.quick else 3600)
     root = out / "cohort"
     if not args.no_progress:
         print(
