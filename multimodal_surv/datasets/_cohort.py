@@ -11,7 +11,6 @@ The layout is documented in ``docs/cohort_format.md``::
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
@@ -20,6 +19,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 from sklearn.utils import Bunch
 from sksurv.util import Surv
+
+from .._hints import closest_match
 
 __all__ = ["COHORT_COLUMNS", "SITES", "SPLITS", "load_cohort_folder"]
 
@@ -38,9 +39,8 @@ _FALSE = {"0", "0.0", "false", "False", "FALSE"}
 
 
 def _did_you_mean(name: str, candidates) -> str:
-    lowered = {str(c).lower(): str(c) for c in candidates}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-    return f" Did you mean {lowered[close[0]]!r}?" if close else ""
+    close = closest_match(name, candidates)
+    return f" Did you mean {close!r}?" if close else ""
 
 
 def _first(values, k: int = 3) -> str:

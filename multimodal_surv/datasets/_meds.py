@@ -9,13 +9,14 @@ convention) and are treated as known before any prediction time.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .._hints import closest_match
 
 __all__ = ["MEDS_COLUMNS", "MEDSEvents", "read_meds", "validate_cohort"]
 
@@ -37,8 +38,8 @@ def _fmt_ns(value) -> str:
 
 
 def _did_you_mean(name: str, choices) -> str:
-    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest_match(name, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def _missing_columns_error(what: str, missing, present) -> ValueError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import logging
 import numbers
 import os
@@ -18,6 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .._hints import closest_match
 from ..datasets._imaging import CTReadError, load_ct_volume
 from ._cache import EmbeddingCache, content_hash, fingerprint
 from ._ct_backbones import (
@@ -383,8 +383,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             return self.backbone
         hint = ""
         if isinstance(self.backbone, str):
-            close = difflib.get_close_matches(self.backbone.lower(), _NAMED_BACKBONES, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            close = closest_match(self.backbone, _NAMED_BACKBONES)
+            hint = f" Did you mean {close!r}?" if close else ""
         raise ValueError(
             f"backbone={self.backbone!r} is not supported; pass one of {list(_NAMED_BACKBONES)} "
             f"or a torch.nn.Module (e.g. a MONAI network).{hint}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import numbers
 import warnings
 
@@ -22,6 +21,7 @@ from skorch.dataset import unpack_data
 from sksurv.base import SurvivalAnalysisMixin
 from sksurv.linear_model.coxph import BreslowEstimator
 
+from .._hints import closest_match
 from ..metrics import concordance_index
 from ..nn import CoxPartialLikelihoodLoss
 from ._data import TensorBatchIterator, TensorDataset
@@ -304,9 +304,9 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             for key in sorted(self._params_to_validate):
                 if "__" in key and key.split("__")[0] in valid:
                     continue  # a routed sub-parameter (e.g. iterator_train__shuffle)
-                close = difflib.get_close_matches(key, valid, n=1)
+                close = closest_match(key, valid)
                 if close and key not in valid:
-                    hints.append(f"{key!r}: did you mean {close[0]!r}?")
+                    hints.append(f"{key!r}: did you mean {close!r}?")
             if hints:
                 raise ValueError(f"{exc}\n" + "\n".join(hints)) from None
             raise

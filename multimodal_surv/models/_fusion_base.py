@@ -8,7 +8,6 @@ NaN), with clear errors for everything else.
 
 from __future__ import annotations
 
-import difflib
 import numbers
 import re
 
@@ -18,6 +17,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from skorch.utils import to_tensor
 
+from .._hints import closest_match
 from ._base import SurvivalNet
 
 __all__ = ["FusionSurvivalNet"]
@@ -26,9 +26,8 @@ _TOKEN_NAME = re.compile(r"^t(\d+)_(\d+)$")
 
 
 def _did_you_mean(value, options):
-    by_lower = {str(o).lower(): str(o) for o in options}
-    close = difflib.get_close_matches(str(value).lower(), list(by_lower), n=1)
-    return f" Did you mean {by_lower[close[0]]!r}?" if close else ""
+    close = closest_match(value, options)
+    return f" Did you mean {close!r}?" if close else ""
 
 
 def _preview(values, k=5):

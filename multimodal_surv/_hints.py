@@ -1,0 +1,22 @@
+"""The "did you mean" hint shared by every error message about a name."""
+
+from __future__ import annotations
+
+import difflib
+
+__all__ = ["closest_match"]
+
+
+def closest_match(name, candidates):
+    """The candidate closest to ``name`` (case-insensitive), or ``None``.
+
+    Examples
+    --------
+    >>> closest_match("evnt", ["event", "time"])
+    'event'
+    >>> closest_match("xyz", ["event", "time"]) is None
+    True
+    """
+    by_lower = {str(c).lower(): str(c) for c in candidates}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1)
+    return by_lower[close[0]] if close else None
