@@ -251,6 +251,27 @@ def test_external_site_is_shifted(cohort, events, tmp_path):
     np.testing.assert_allclose(ext_img.header.get_zooms(), (1.0, 1.0, 2.0))
 
 
+def test_ct_variation_varies_the_anatomy_not_the_risk(tmp_path):
+    kw = {"n_subjects": 40, "volume_shape": (32, 32, 24), "seed": 2}
+    plain = make_synthetic_cohort(tmp_path / "plain", **kw)
+    varied = make_synthetic_cohort(tmp_path / "varied", ct_variation=1.0, **kw)
+    files_p, files_v = _files(plain.root), _files(varied.root)
+    for name in ("cohort.csv", "oracle.csv"):  # same subjects, outcomes and risk
+        assert files_p[name] == files_v[name]
+    assert files_p["ct/internal/sub-000001.nii.gz"] != files_v["ct/internal/sub-000001.nii.gz"]
+
+    def per_scan(data):
+        rows = data.cohort.loc[data.cohort["site"] == "internal", "ct"]
+        vols = [np.asarray(nib.load(p).dataobj).astype(float) for p in rows]
+        body = [(v > -500).mean() for v in vols]  # body habitus and position
+        noise = [v[:2, :2, :].std() for v in vols]  # air in the corners: dose
+        return np.std(body) / np.mean(body), np.std(np.log(noise))
+
+    (body_p, noise_p), (body_v, noise_v) = per_scan(plain), per_scan(varied)
+    assert body_v > 2 * body_p and body_v > 0.08
+    assert noise_v > 0.25 > noise_p
+
+
 def test_missing_ct_and_folder_round_trip(tmp_path):
     data = make_synthetic_cohort(tmp_path, n_subjects=80, ct_missing=0.5, seed=5, **TINY)
     missing = data.cohort["ct"].isna()
@@ -276,6 +297,7 @@ def test_root_must_be_empty_unless_overwrite(tmp_path):
     [
         ({"balance": 1.5}, InvalidParameterError, "'balance' parameter .* range \\[0.0, 1.0\\]"),
         ({"censoring": -0.1}, InvalidParameterError, "'censoring' parameter"),
+        ({"ct_variation": -1.0}, InvalidParameterError, "'ct_variation' parameter"),
         ({"n_subjects": 2}, InvalidParameterError, "'n_subjects' parameter"),
         ({"volume_shape": (16, 16)}, ValueError, "volume_shape must be 3 integers >= 4"),
         ({"spacing": (1.0, 0.0, 2.0)}, ValueError, "spacing must be 3 positive numbers"),

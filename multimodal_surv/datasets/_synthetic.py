@@ -262,33 +262,64 @@ def _ellipsoid(grid, center, semi):
     )
 
 
-def _render_ct(rng, site: _Site, fov, grid, radii, n_calcium) -> np.ndarray:
-    """Hounsfield-unit volume of a miniature chest phantom (x: left->right, RAS)."""
+def _patient_variation(rng, variation: float) -> dict:
+    """Per-scan nuisance factors; all neutral (1 or 0) when ``variation`` is 0.
+
+    Standard deviations at ``variation=1``: body size 8 %, patient position 6 %
+    of the field of view in-plane (4 % along z), lung density 40 HU
+    (inspiration), contrast enhancement 35 % (bolus timing), image noise 45 %
+    (dose and body habitus), kernel blur 25 % (reconstruction kernel).
+    """
+    v = float(variation)
+    z = rng.standard_normal(9) if v > 0 else np.zeros(9)
+    return {
+        "size": float(np.exp(0.08 * v * z[0])),
+        "offset": v * np.array([0.06 * z[1], 0.06 * z[2], 0.04 * z[3]]),
+        "lung_hu": 40.0 * v * z[4],
+        "enhancement": float(np.exp(0.35 * v * z[5])),
+        "noise": float(np.exp(0.45 * v * z[6])),
+        "blur": float(np.exp(0.25 * v * z[7])),
+    }
+
+
+def _render_ct(rng, site: _Site, fov, grid, radii, n_calcium, var=None) -> np.ndarray:
+    """Hounsfield-unit volume of a miniature chest phantom (x: left->right, RAS).
+
+    ``var`` holds the per-scan nuisance factors of :func:`_patient_variation`
+    (None: none). The findings keep their size and HU whatever the anatomy does.
+    """
+    if var is None:
+        var = _patient_variation(None, 0.0)
     fx, fy, fz = fov
     # Everything scales with the field of view: the phantom looks the same in voxel
     # space whatever the spacing; its "mm" are true mm at the default 48 mm width.
     unit = fx / 48.0
+    if np.any(var["offset"] != 0.0):  # patient off the scanner's centre
+        grid = tuple(g - np.float32(o * f) for g, o, f in zip(grid, var["offset"], fov))
     x, y, _ = grid
+    # Anatomy scales with the body size; the findings (below) do not.
+    ax, ay = fx * var["size"], fy * var["size"]
     jit = 1.0 + np.array([0.02, 0.02, 0.01, 0.01]) * rng.standard_normal(4)
     vol = np.full(site.shape, -1000.0, dtype=np.float32)
-    body = ((x / (0.44 * fx * jit[0])) ** 2 + (y / (0.34 * fy * jit[1])) ** 2) <= 1.0
+    body = ((x / (0.44 * ax * jit[0])) ** 2 + (y / (0.34 * ay * jit[1])) ** 2) <= 1.0
     inner = (
-        (x / (0.44 * fx * jit[0] - 0.07 * fx)) ** 2 + (y / (0.34 * fy * jit[1] - 0.07 * fx)) ** 2
+        (x / (0.44 * ax * jit[0] - 0.07 * ax)) ** 2 + (y / (0.34 * ay * jit[1] - 0.07 * ax)) ** 2
     ) <= 1.0
     vol = np.where(body, np.float32(-100.0), vol)  # subcutaneous fat
     vol = np.where(inner & body, np.float32(40.0), vol)  # muscle / soft tissue
-    lung_semi = (0.17 * fx * jit[2], 0.22 * fy * jit[3], 0.40 * fz)
-    lung_hu = np.float32(-850.0 + 15.0 * rng.standard_normal())
+    lung_semi = (0.17 * ax * jit[2], 0.22 * ay * jit[3], 0.40 * fz)
+    lung_hu = np.float32(-850.0 + 15.0 * rng.standard_normal() + var["lung_hu"])
     lungs = []
     for side in (-1.0, 1.0):
-        center = (side * 0.2 * fx, 0.0, 0.02 * fz)
+        center = (side * 0.2 * ax, 0.0, 0.02 * fz)
         lungs.append((center, lung_semi))
         vol = np.where(_ellipsoid(grid, center, lung_semi) <= 1.0, lung_hu, vol)
-    heart = _ellipsoid(grid, (-0.05 * fx, 0.12 * fy, -0.12 * fz), (0.12 * fx, 0.12 * fy, 0.2 * fz))
-    vol = np.where(heart <= 1.0, np.float32(150.0), vol)  # contrast-enhanced blood pool
-    aorta = ((x + 0.04 * fx) ** 2 + (y + 0.06 * fy) ** 2) <= (0.045 * fx) ** 2
-    vol = np.where(np.broadcast_to(aorta, site.shape), np.float32(200.0), vol)
-    spine_r2 = (x**2 + (y + 0.19 * fy) ** 2) / (0.075 * fx) ** 2
+    heart = _ellipsoid(grid, (-0.05 * ax, 0.12 * ay, -0.12 * fz), (0.12 * ax, 0.12 * ay, 0.2 * fz))
+    enh = var["enhancement"]  # contrast-enhanced blood pool
+    vol = np.where(heart <= 1.0, np.float32(40.0 + 110.0 * enh), vol)
+    aorta = ((x + 0.04 * ax) ** 2 + (y + 0.06 * ay) ** 2) <= (0.045 * ax) ** 2
+    vol = np.where(np.broadcast_to(aorta, site.shape), np.float32(40.0 + 160.0 * enh), vol)
+    spine_r2 = (x**2 + (y + 0.19 * ay) ** 2) / (0.075 * ax) ** 2
     vol = np.where(np.broadcast_to(spine_r2 <= 1.0, site.shape), np.float32(700.0), vol)
     vol = np.where(np.broadcast_to(spine_r2 <= 0.55, site.shape), np.float32(300.0), vol)
 
@@ -306,8 +337,8 @@ def _render_ct(rng, site: _Site, fov, grid, radii, n_calcium) -> np.ndarray:
         d[1] = abs(d[1])
         d /= np.linalg.norm(d)
         c = (
-            -0.05 * fx + d[0] * 0.12 * fx,
-            0.12 * fy + d[1] * 0.12 * fy,
+            -0.05 * ax + d[0] * 0.12 * ax,
+            0.12 * ay + d[1] * 0.12 * ay,
             -0.12 * fz + d[2] * 0.2 * fz,
         )
         r = rng.uniform(1.0, 2.0) * unit
@@ -315,8 +346,9 @@ def _render_ct(rng, site: _Site, fov, grid, radii, n_calcium) -> np.ndarray:
         w = np.clip((r - dist) / voxel + 0.5, 0.0, 1.0)
         vol += w * (np.float32(rng.uniform(600.0, 1000.0)) - vol)
 
-    vol = gaussian_filter(vol, sigma=(site.blur, site.blur, 0.5 * site.blur), mode="nearest")
-    vol += site.noise_hu * rng.standard_normal(site.shape, dtype=np.float32)
+    blur = site.blur * var["blur"]
+    vol = gaussian_filter(vol, sigma=(blur, blur, 0.5 * blur), mode="nearest")
+    vol += site.noise_hu * var["noise"] * rng.standard_normal(site.shape, dtype=np.float32)
     vol += site.hu_offset
     return np.clip(np.rint(vol), -1024, 3071).astype(np.int16)
 
@@ -569,6 +601,7 @@ _OWNED = ("cohort.csv", "oracle.csv", "README.md", "ct", "meds")
         "volume_shape": [tuple, list],
         "spacing": [tuple, list],
         "ct_missing": [Interval(Real, 0.0, 1.0, closed="left")],
+        "ct_variation": [Interval(Real, 0.0, None, closed="left")],
         "risk_scale": [Interval(Real, 0.0, None, closed="left")],
         "seed": ["random_state"],
         "overwrite": ["boolean"],
@@ -587,6 +620,7 @@ def make_synthetic_cohort(
     volume_shape: tuple[int, int, int] = (48, 48, 32),
     spacing: tuple[float, float, float] = (1.0, 1.0, 2.0),
     ct_missing: float = 0.0,
+    ct_variation: float = 0.0,
     risk_scale: float = _DEFAULT_SCALE,
     seed: int = 0,
     overwrite: bool = False,
@@ -650,6 +684,13 @@ def make_synthetic_cohort(
     ct_missing : float in [0, 1), default=0.0
         Share of subjects without a CT (empty ``ct`` cell; their CT risk part
         still acts on the hazard).
+    ct_variation : float >= 0, default=0.0
+        Patient-to-patient variation of the CT besides the findings, as
+        between real scans: body size and position, lung density
+        (inspiration), contrast enhancement (bolus timing), noise level (dose)
+        and reconstruction kernel; 1 is a realistic level (standard deviations
+        in docs/synthetic_cohort.md), 0 gives near-identical anatomy. It
+        changes no risk: the findings keep their size and HU.
     risk_scale : float >= 0, default=1.45
         Standard deviation of the log-hazard; the default gives an oracle
         C-index of about 0.77 at 30 % censoring.
@@ -742,6 +783,7 @@ def make_synthetic_cohort(
         "volume_shape": list(map(int, volume_shape)),
         "spacing": list(map(float, spacing)),
         "ct_missing": float(ct_missing),
+        "ct_variation": float(ct_variation),
         "risk_scale": float(risk_scale),
         "seed": int(seed),
     }
@@ -804,7 +846,9 @@ def make_synthetic_cohort(
         if has_ct[i]:
             ct_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2, i]))
             radii = s["nodule_radius"][radius_start[i] : radius_start[i + 1]]
-            volume = _render_ct(ct_rng, site, fov, grids[site_of[i]], radii, s["n_calcium"][i])
+            var_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3, i]))
+            var = _patient_variation(var_rng, float(ct_variation))
+            volume = _render_ct(ct_rng, site, fov, grids[site_of[i]], radii, s["n_calcium"][i], var)
             rel = Path("ct") / site.name / f"sub-{subject_id[i]:06d}.nii.gz"
             (root / rel.parent).mkdir(parents=True, exist_ok=True)
             _write_nifti(volume, site.spacing, root / rel)
