@@ -212,7 +212,7 @@ def test_info_nce_logit_scale_is_learnable_and_clamped():
 def test_contrastive_loss_is_cox_plus_alpha_infonce_on_complete_rows(data):
     X, y = data
     X = _nan_rows(X, "ct__", [0, 1, 2])
-    model = FACTORIES["contrastive"](alpha=0.7).fit(X, y)
+    model = FACTORIES["contrastive"](alpha=0.7, unimodal_weight=0).fit(X, y)
     Xt = torch.as_tensor(X.to_numpy(np.float32))
     target = torch.as_tensor(np.column_stack([y["time"], y["event"]]).astype(np.float32))
     with torch.no_grad():
@@ -234,6 +234,40 @@ def test_contrastive_loss_is_cox_plus_alpha_infonce_on_complete_rows(data):
         )
 
 
+def test_unimodal_heads_add_their_cox_losses_on_the_rows_with_their_modality(data):
+    X, y = data
+    X = _nan_rows(X, "ct__", [0, 1, 2])
+    model = FACTORIES["contrastive"](alpha=0.7, unimodal_weight=0.4).fit(X, y)
+    Xt = torch.as_tensor(X.to_numpy(np.float32))
+    target = torch.as_tensor(np.column_stack([y["time"], y["event"]]).astype(np.float32))
+    time, event = target[:, 0], target[:, 1]
+    with torch.no_grad():
+        out = model.module_(Xt)
+        loss = model.get_loss(out, target, training=True)
+        parts = out[4]
+        ct, ehr = slice(3, None), slice(None)
+        expected = (
+            cox_partial_likelihood(parts[:, 0], time, event)
+            + 0.4 * cox_partial_likelihood(parts[ct, 1], time[ct], event[ct])
+            + 0.4 * cox_partial_likelihood(parts[ehr, 2], time, event)
+        )
+        scale = float(model.module_.contrastive.logit_scale())
+        ref = _clip_reference(out[1][3:].double().numpy(), out[2][3:].double().numpy(), scale)
+    assert torch.isnan(parts[:3, 1]).all() and torch.isfinite(parts[3:]).all()
+    assert float(loss) == pytest.approx(float(expected) + 0.7 * ref, rel=1e-5)
+    # The predicted risk is the stacked combination, with the fitted fill for missing CT.
+    c = model.module_.combination
+    fill = model.module_.missing_risk[0]
+    r_ct = torch.where(torch.isnan(parts[:, 1]), fill, parts[:, 1])
+    combined = c[0] * parts[:, 0] + c[1] * r_ct + c[2] * parts[:, 2]
+    np.testing.assert_allclose(model.predict(X), combined.numpy(), rtol=1e-5, atol=1e-6)
+    assert set(model.combination_weights_) == {"fused", "ct", "ehr"}
+    assert min(model.combination_weights_.values()) >= 0
+    np.testing.assert_array_equal(
+        np.isnan(model.predict_modality_risks(X))[:, 0], np.arange(len(X)) < 3
+    )
+
+
 def test_alpha_zero_trains_exactly_the_survival_only_objective(data):
     X, y = data
 
@@ -241,7 +275,14 @@ def test_alpha_zero_trains_exactly_the_survival_only_objective(data):
         def get_loss(self, y_pred, y_true, X=None, training=False):
             return SurvivalNet.get_loss(self, y_pred, y_true, X=X, training=training)
 
-    params = dict(hidden_units=(8,), projection_dim=4, max_epochs=6, random_state=0, patience=None)
+    params = dict(
+        hidden_units=(8,),
+        projection_dim=4,
+        unimodal_weight=0,
+        max_epochs=6,
+        random_state=0,
+        patience=None,
+    )
     a = ContrastiveFusionSurvival(alpha=0.0, **params).fit(X, y)
     b = SurvivalOnly(alpha=1.0, **params).fit(X, y)
     c = ContrastiveFusionSurvival(alpha=1.0, **params).fit(X, y)
@@ -448,3 +489,12 @@ def test_pipeline_and_grid_search_with_sksurv_scorer(name, data):
     ).fit(X, y)
     assert set(search.cv_results_["params"][0]) == {"estimator__lr"}
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_fitted_model_keeps_no_training_rows(name, data):
+    X, y = data
+    model = FACTORIES[name]().fit(X, y)
+    assert not any(isinstance(v, torch.utils.data.Dataset) for v in vars(model).values()), (
+        "the held-out rows used for stacking must not stay on the fitted model"
+    )

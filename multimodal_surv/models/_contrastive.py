@@ -8,8 +8,9 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..nn import ContrastiveFusionNet, info_nce
+from ..nn import ContrastiveFusionNet, cox_partial_likelihood, info_nce
 from ._fusion_base import FusionSurvivalNet
+from ._stacking import fit_risk_combination
 
 __all__ = ["ContrastiveFusionSurvival"]
 
@@ -29,6 +30,23 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
     missing modality is replaced by a learned embedding for the risk head.
     ``alpha=0`` is exactly the survival-only objective.
 
+    **Unimodal heads and stacking** (``unimodal_weight > 0``, the default).
+    Each modality's encoder output also feeds a linear risk head trained with
+    its own Cox loss on the rows that have the modality (weight
+    ``unimodal_weight``: deep supervision, as in Gradient-Blending [3]_), and
+    after training the fused risk and the two modality risks are combined by
+    non-negative weights fitted on the validation split (stacking, as in
+    :class:`LateFusionSurvival`):
+
+    ``risk = c_0 * fused + c_1 * r_1 + c_2 * r_2``
+
+    Trained end to end, the fused head overfits a modality that carries no
+    signal and learns from fewer rows when a modality is often missing; the
+    stacking lets held-out rows decide how far to trust it, and each encoder
+    learns from every row that has its modality. ``unimodal_weight=0``
+    trains and predicts with the fused head alone (the plain contrastive
+    model of [2]_).
+
     Parameters
     ----------
     modalities : dict of str -> list of int or str, default=None
@@ -40,6 +58,9 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         validation and prediction are unaffected.
     alpha : float, default=0.5
         Weight of the contrastive term.
+    unimodal_weight : float, default=0.5
+        Weight of each modality head's Cox loss; 0 disables the modality heads
+        and the stacking.
     temperature : float, default=0.07
         Initial InfoNCE temperature (learned during training).
     max_logit_scale : float, default=100.0
@@ -69,6 +90,9 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         See :class:`LateFusionSurvival`.
     logit_scale_ : float
         Learned inverse temperature.
+    combination_weights_ : dict of str -> float
+        Stacked weights of ``"fused"`` and of each modality's head (only with
+        ``unimodal_weight > 0``).
     module_, baseline_model_, unique_times_, n_features_in_, feature_names_in_, history_
         As in :class:`~multimodal_surv.DeepSurvival`.
 
@@ -92,12 +116,15 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
        language supervision" (CLIP), ICML 2021.
     .. [2] Zhang et al. "Fusion is not one-size-fits-all: cross-modal
        representation alignment for time-to-event modeling", arXiv 2606.15038 (2026).
+    .. [3] Wang, W., Tran, D. and Feiszli, M. "What makes training multi-modal
+       classification networks hard?", CVPR 2020.
     """
 
     _parameter_constraints: dict = {
         **FusionSurvivalNet._parameter_constraints,
         **FusionSurvivalNet._fusion_constraints,
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "unimodal_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_logit_scale": [Interval(numbers.Real, 1, None, closed="left")],
         "projection_dim": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -112,6 +139,7 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         *,
         modality_dropout=0.0,
         alpha=0.5,
+        unimodal_weight=0.5,
         temperature=0.07,
         max_logit_scale=100.0,
         projection_dim=64,
@@ -150,6 +178,7 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         self.modalities = modalities
         self.modality_dropout = modality_dropout
         self.alpha = alpha
+        self.unimodal_weight = unimodal_weight
         self.temperature = temperature
         self.max_logit_scale = max_logit_scale
         self.projection_dim = projection_dim
@@ -166,20 +195,81 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
             "dropout": self.dropout,
             "temperature": self.temperature,
             "max_logit_scale": self.max_logit_scale,
+            "unimodal_heads": self.unimodal_weight > 0,
             **self.get_params_for("module"),
         }
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        survival = super().get_loss(y_pred, y_true, X=X, training=training)
-        # Validation (early stopping) is on the C-index, so the n x n InfoNCE
-        # matrix of the large validation batch would be computed for nothing.
-        if self.alpha == 0 or not training:
-            return survival
-        _, z_a, z_b, both = y_pred
-        contrastive = info_nce(z_a[both], z_b[both], self.module_.contrastive.logit_scale())
-        return survival + self.alpha * contrastive
+        # Validation (early stopping) is on the C-index of the combined risk,
+        # so the n x n InfoNCE matrix of the large validation batch would be
+        # computed for nothing.
+        if not training:
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        time, event = y_true[:, 0], y_true[:, 1]
+        if self.unimodal_weight > 0:
+            parts, missing = y_pred[4], y_pred[5]
+            loss = cox_partial_likelihood(parts[:, 0], time, event, ties=self.ties)
+            for m in range(missing.shape[1]):
+                present = ~missing[:, m]
+                loss = loss + self.unimodal_weight * cox_partial_likelihood(
+                    parts[present, m + 1], time[present], event[present], ties=self.ties
+                )
+        else:
+            loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if self.alpha > 0:
+            _, z_a, z_b, both = y_pred[:4]
+            logit_scale = self.module_.contrastive.logit_scale()
+            loss = loss + self.alpha * info_nce(z_a[both], z_b[both], logit_scale)
+        return loss
+
+    def _fit_combination(self, data):
+        """Stack the fused and the modality risks on held-out rows."""
+        if self.unimodal_weight == 0:
+            return
+        module = self.module_
+        module.eval()
+        with torch.no_grad():
+            out = module(data.X.to(self.device))
+        parts, missing = out[4].cpu(), out[5].cpu()
+        missing = torch.cat([torch.zeros_like(missing[:, :1]), missing], dim=1)
+        weights, fills = fit_risk_combination(
+            parts, missing, data.y[:, 0], data.y[:, 1], ties=self.ties
+        )
+        with torch.no_grad():
+            module.combination.copy_(weights.to(module.combination))
+            module.missing_risk.copy_(fills[1:].to(module.missing_risk))
+
+    @property
+    def combination_weights_(self):
+        check_is_fitted(self)
+        if self.module_.unimodal is None:
+            raise AttributeError(
+                "combination_weights_ exists only with unimodal_weight > 0 (the fused "
+                "head alone gives the risk)."
+            )
+        weights = self.module_.combination.double().tolist()
+        return dict(zip(["fused", *self.modality_names_], weights))
+
+    def predict_modality_risks(self, X):
+        """Risk of each modality's own head; NaN where the modality is missing.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame, shape (n_samples, n_features)
+
+        Returns
+        -------
+        risks : ndarray of shape (n_samples, 2)
+            Columns in the order of ``modality_names_``.
+        """
+        out = self._forward_outputs(X)
+        if len(out) < 6:
+            raise AttributeError(
+                "predict_modality_risks needs the modality heads (unimodal_weight > 0)."
+            )
+        return out[4][:, 1:]
 
     @property
     def logit_scale_(self):

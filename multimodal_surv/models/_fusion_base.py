@@ -278,6 +278,26 @@ class FusionSurvivalNet(SurvivalNet):
                 self.n_missing_[mod] = int(all_nan.sum())
 
     # ------------------------------------------------------------------ training
+    def get_split_datasets(self, X, y=None, **fit_params):
+        train, valid = super().get_split_datasets(X, y, **fit_params)
+        # Kept for the stacking step after training (validation rows, or the
+        # training rows when there is no validation split).
+        self._stacking_data = valid if valid is not None else train
+        return train, valid
+
+    def _after_training(self, X, event, time):
+        data = self.__dict__.pop("_stacking_data", None)  # never kept on the fitted model
+        if data is not None:
+            self._fit_combination(data)
+
+    def _fit_combination(self, data):
+        """Fit how risk scores are combined, on held-out rows (no-op here).
+
+        ``data`` is the validation dataset (or the training set without a
+        validation split); its ``X`` and ``y`` tensors hold the features and
+        ``(time, event)``.
+        """
+
     def infer(self, x, **fit_params):
         x = to_tensor(x, device=self.device)
         if self.modality_dropout and self.module_.training and torch.is_grad_enabled():

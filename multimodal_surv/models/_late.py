@@ -14,6 +14,7 @@ from skorch.callbacks import Callback
 from ..metrics import concordance_index
 from ..nn import LateFusionNet, cox_partial_likelihood
 from ._fusion_base import FusionSurvivalNet
+from ._stacking import fit_risk_combination
 
 __all__ = ["LateFusionSurvival"]
 
@@ -233,49 +234,18 @@ class LateFusionSurvival(FusionSurvivalNet):
             )
         return loss
 
-    def get_split_datasets(self, X, y=None, **fit_params):
-        train, valid = super().get_split_datasets(X, y, **fit_params)
-        self._stacking_data = valid if valid is not None else train
-        return train, valid
-
-    def _after_training(self, X, event, time):
+    def _fit_combination(self, data):
         """Fit the combination weights and missing-modality risks on held-out rows."""
-        data = self._stacking_data
-        del self._stacking_data
         module = self.module_
         module.eval()
         with torch.no_grad():
             _, per_modality, _, missing = module(data.X.to(self.device))
-        per_modality, missing = per_modality.double().cpu(), missing.cpu()
-        target = data.y.double()
-        # Start from equal weights and a neutral fill (the head's mean risk).
-        fill = torch.stack(
-            [per_modality[~missing[:, m], m].mean() for m in range(per_modality.shape[1])]
+        weights, fills = fit_risk_combination(
+            per_modality.cpu(), missing.cpu(), data.y[:, 0], data.y[:, 1], ties=self.ties
         )
-        weights = torch.ones(per_modality.shape[1], dtype=torch.float64, requires_grad=True)
-        neutral = fill.clone()
-        fill = fill.clone().requires_grad_(True)
-        optimizer = torch.optim.LBFGS(
-            [weights, fill], lr=1.0, max_iter=100, line_search_fn="strong_wolfe"
-        )
-
-        def closure():
-            optimizer.zero_grad()
-            filled = torch.where(missing, fill.expand_as(per_modality), per_modality)
-            loss = cox_partial_likelihood(filled @ weights, target[:, 0], target[:, 1], self.ties)
-            # A small ridge keeps the fit defined on small validation splits
-            # (a head the data do not support is shrunk towards 0); a fill
-            # without rows stays neutral.
-            penalty = weights.square().sum() + (fill - neutral).square().sum()
-            loss = loss + 1e-2 * penalty
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
         with torch.no_grad():
-            # a head's risk is "higher = earlier event": a negative weight is noise
-            module.weights.copy_(weights.clamp_min(0).to(module.weights))
-            module.missing_risk.copy_(fill.to(module.missing_risk))
+            module.weights.copy_(weights.to(module.weights))
+            module.missing_risk.copy_(fills.to(module.missing_risk))
 
     def predict_modality_risks(self, X):
         """Risk of each modality's head (before weighting); NaN where it is missing.

@@ -128,11 +128,20 @@ class ContrastiveFusionNet(nn.Module):
     temperature : float, default=0.07
         Initial InfoNCE temperature (learnable, ``1/tau`` clamped to ``max_logit_scale``).
     max_logit_scale : float, default=100.0
+    unimodal_heads : bool, default=False
+        Add a linear risk head on each modality's encoder output (before the
+        projection). The returned risk is then
+        ``c_0 * fused + c_1 * r_1 + c_2 * r_2`` with the buffer
+        ``combination`` (ones until the estimator fits it) and, where a
+        modality is missing, the buffer ``missing_risk`` in place of its
+        ``r_m``.
 
     Returns (forward)
     -----------------
     risk : (n,), z_a : (n, projection_dim), z_b : (n, projection_dim),
-    both_present : (n,) bool
+    both_present : (n,) bool; with ``unimodal_heads`` also
+    parts : (n, 3) (fused risk, r_1, r_2; NaN where a modality is missing) and
+    missing : (n, 2) bool
 
     Examples
     --------
@@ -158,6 +167,7 @@ class ContrastiveFusionNet(nn.Module):
         dropout: float = 0.0,
         temperature: float = 0.07,
         max_logit_scale: float = 100.0,
+        unimodal_heads: bool = False,
     ) -> None:
         super().__init__()
         columns = _check_two(columns)
@@ -174,15 +184,33 @@ class ContrastiveFusionNet(nn.Module):
         self.head = RiskMLP(
             2 * projection_dim, hidden_units, activation=activation, dropout=dropout
         )
+        self.unimodal = None
+        if unimodal_heads:
+            self.unimodal = nn.ModuleList(
+                nn.Linear(encoder[0].out_features, 1) for encoder in self.encoders
+            )
+            self.register_buffer("combination", torch.ones(3))
+            self.register_buffer("missing_risk", torch.zeros(2))
 
     def forward(self, x: torch.Tensor):
-        zs, present = [], []
+        zs, unimodal, missings = [], [], []
         for i, ((block, missing), encoder) in enumerate(zip(self.split(x), self.encoders)):
-            z = encoder(block)
+            h = encoder[0](block)
+            z = encoder[1](h)
             zs.append(torch.where(missing[:, None], self.missing[i].expand_as(z), z))
-            present.append(~missing)
-        risk = self.head(torch.cat(zs, dim=1))
-        return risk, zs[0], zs[1], present[0] & present[1]
+            missings.append(missing)
+            if self.unimodal is not None:
+                unimodal.append(self.unimodal[i](h).squeeze(-1))
+        fused = self.head(torch.cat(zs, dim=1))
+        both = ~(missings[0] | missings[1])
+        if self.unimodal is None:
+            return fused, zs[0], zs[1], both
+        missing = torch.stack(missings, dim=1)
+        unimodal = torch.stack(unimodal, dim=1)
+        filled = torch.where(missing, self.missing_risk.expand_as(unimodal), unimodal)
+        risk = self.combination[0] * fused + filled @ self.combination[1:]
+        parts = torch.cat([fused[:, None], unimodal.masked_fill(missing, float("nan"))], dim=1)
+        return risk, zs[0], zs[1], both, parts, missing
 
 
 class CrossAttentionFusionNet(nn.Module):
