@@ -90,7 +90,7 @@ def encode_cohort(data, *, quick=False, random_state=0, cache_dir=None, progress
         pretrain_epochs=8 if quick else 20,
         cache_dir=cache_dir,
         on_error="nan",
-        progress=progress,
+        verbose=progress,
         random_state=random_state,
     )
     counts = EHREncoder(data.meds_root, method="counts", on_empty="zeros")

@@ -253,8 +253,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     max_voxels : int or None, default=134217728
         Refuse volumes with more voxels than this (512**3 by default),
         checked from the header before reading.
-    progress : bool, default=False
-        Show tqdm progress bars.
+    verbose : bool, default=False
+        Show tqdm progress bars (pretraining and encoding), like ``EHREncoder``.
     random_state : int, RandomState or None, default=None
         Seeds the ``"ssl"`` initialisation, augmentations and shuffling.
 
@@ -323,7 +323,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         "cache_dir": [str, os.PathLike, None],
         "on_error": [StrOptions({"raise", "nan"})],
         "max_voxels": [Interval(numbers.Integral, 1, None, closed="left"), None],
-        "progress": ["boolean"],
+        "verbose": ["boolean"],
         "random_state": ["random_state"],
     }
 
@@ -349,7 +349,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         cache_dir=None,
         on_error="raise",
         max_voxels=512**3,
-        progress=False,
+        verbose=False,
         random_state=None,
     ):
         self.backbone = backbone
@@ -371,7 +371,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.on_error = on_error
         self.max_voxels = max_voxels
-        self.progress = progress
+        self.verbose = verbose
         self.random_state = random_state
 
     # ------------------------------------------------------------------ validation
@@ -530,7 +530,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             collate_fn=_collate,
             shuffle=False,
         )
-        if self.progress if progress is None else progress:
+        if self.verbose if progress is None else progress:
             from tqdm.auto import tqdm
 
             return tqdm(loader, desc=desc, total=len(loader))
@@ -624,7 +624,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                 pooling=self.pooling_,
                 seed=seed,
                 device=self.device_,
-                progress=self.progress,
+                progress=self.verbose,
             )
         backbone = backbone.to(self.device_).eval()
         for p in backbone.parameters():
@@ -702,7 +702,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                 for shard in shards
             )
         else:
-            results = [self._encode_rows(refs, todo, keys, progress=self.progress)] if todo else []
+            results = [self._encode_rows(refs, todo, keys, progress=self.verbose)] if todo else []
         for shard, (emb, computed, shard_errors) in zip(shards, results, strict=True):
             out[shard] = emb
             self.n_computed_ += int(computed.sum())
