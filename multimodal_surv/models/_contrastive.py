@@ -207,15 +207,12 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         # computed for nothing.
         if not training:
             return super().get_loss(y_pred, y_true, X=X, training=training)
-        time, event = y_true[:, 0], y_true[:, 1]
         if self.unimodal_weight > 0:
             parts, missing = y_pred[4], y_pred[5]
-            loss = cox_partial_likelihood(parts[:, 0], time, event, ties=self.ties)
-            for m in range(missing.shape[1]):
-                present = ~missing[:, m]
-                loss = loss + self.unimodal_weight * cox_partial_likelihood(
-                    parts[present, m + 1], time[present], event[present], ties=self.ties
-                )
+            loss = cox_partial_likelihood(parts[:, 0], y_true[:, 0], y_true[:, 1], ties=self.ties)
+            loss = loss + self.unimodal_weight * self._modality_cox_loss(
+                parts[:, 1:], missing, y_true
+            )
         else:
             loss = super().get_loss(y_pred, y_true, X=X, training=training)
         if self.alpha > 0:

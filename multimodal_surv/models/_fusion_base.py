@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.utils import to_tensor
 
 from .._hints import closest_match
+from ..nn import cox_partial_likelihood
 from ._base import SurvivalNet
 
 __all__ = ["FusionSurvivalNet"]
@@ -284,6 +285,20 @@ class FusionSurvivalNet(SurvivalNet):
         # training rows when there is no validation split).
         self._stacking_data = valid if valid is not None else train
         return train, valid
+
+    def _modality_cox_loss(self, risks, missing, y_true):
+        """Sum of one Cox loss per column of ``risks``, each on the rows where it is present.
+
+        ``risks`` and ``missing`` have shape ``(n, n_modalities)``; ``y_true``
+        holds ``(time, event)``.
+        """
+        loss = risks.new_zeros(())
+        for m in range(risks.shape[1]):
+            present = ~missing[:, m]
+            loss = loss + cox_partial_likelihood(
+                risks[present, m], y_true[present, 0], y_true[present, 1], ties=self.ties
+            )
+        return loss
 
     def _after_training(self, X, event, time):
         data = self.__dict__.pop("_stacking_data", None)  # never kept on the fitted model

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
 from ..metrics import concordance_index
-from ..nn import LateFusionNet, cox_partial_likelihood
+from ..nn import LateFusionNet
 from ._fusion_base import FusionSurvivalNet
 from ._stacking import fit_risk_combination
 
@@ -226,13 +226,7 @@ class LateFusionSurvival(FusionSurvivalNet):
         if not torch.isfinite(risk).all():
             return risk.sum()  # a non-finite risk is a non-finite loss: training stops
         # One Cox loss per head, each on the rows with its modality.
-        loss = per_modality.new_zeros(())
-        for m in range(per_modality.shape[1]):
-            present = ~missing[:, m]
-            loss = loss + cox_partial_likelihood(
-                per_modality[present, m], y_true[present, 0], y_true[present, 1], ties=self.ties
-            )
-        return loss
+        return self._modality_cox_loss(per_modality, missing, y_true)
 
     def _fit_combination(self, data):
         """Fit the combination weights and missing-modality risks on held-out rows."""
