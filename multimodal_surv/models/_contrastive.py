@@ -208,6 +208,8 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         if not training:
             return super().get_loss(y_pred, y_true, X=X, training=training)
         if self.unimodal_weight > 0:
+            if not torch.isfinite(y_pred[0]).all():
+                return y_pred[0].sum()  # a non-finite risk is a non-finite loss: training stops
             parts, missing = y_pred[4], y_pred[5]
             loss = cox_partial_likelihood(parts[:, 0], y_true[:, 0], y_true[:, 1], ties=self.ties)
             loss = loss + self.unimodal_weight * self._modality_cox_loss(
