@@ -117,6 +117,45 @@ def test_counts_match_naive_pandas(windows, min_count, max_features):
     np.testing.assert_array_equal(shared, want)
 
 
+def test_transformer_streamed_from_folder_matches_in_memory(tmp_path, monkeypatch):
+    """The transformer's transform reads a MEDS folder chunk by chunk of subjects too."""
+    import multimodal_surv.datasets._meds as meds
+
+    events = random_events(n_subjects=60, n_events=3000, seed=3)
+    events = events.sort_values("subject_id", kind="stable").reset_index(drop=True)
+    root = _write_shards(tmp_path / "meds", events, 7)
+    fit_cohort = random_cohort(n_subjects=60, seed=4)
+    cohort = pd.concat([random_cohort(60, seed=5), random_cohort(60, seed=6)]).sample(
+        frac=1.0, random_state=0
+    )
+    cohort = cohort.drop_duplicates(["subject_id", "prediction_time"])
+    enc = EHREncoder(
+        events=events,
+        method="transformer",
+        hidden_size=16,
+        n_layers=1,
+        n_heads=2,
+        n_epochs=1,
+        on_empty="nan",
+        random_state=0,
+    ).fit(fit_cohort)
+    in_memory = enc.transform(cohort)
+    counts = (enc.n_unknown_events_, enc.n_empty_)
+    monkeypatch.setattr(meds, "CHUNK_EVENTS", 300)  # about 10 chunks
+    assert len(meds.EventChunks(str(root), cohort.subject_id)) >= 8
+    import multimodal_surv.encoders._ehr as ehr_module
+
+    def no_whole_read(*args, **kwargs):
+        raise AssertionError("transform read every event at once instead of by chunk")
+
+    monkeypatch.setattr(ehr_module, "event_arrays", no_whole_read)
+    streamed = enc.set_params(events=str(root)).transform(cohort)
+    # Rows are batched with different neighbours: equal up to float32 rounding.
+    np.testing.assert_allclose(streamed, in_memory, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.isnan(streamed), np.isnan(in_memory))
+    assert (enc.n_unknown_events_, enc.n_empty_) == counts
+
+
 def test_counts_read_from_meds_folder(tmp_path):
     events = random_events()
     (tmp_path / "data").mkdir()

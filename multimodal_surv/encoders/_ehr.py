@@ -403,9 +403,10 @@ class EHREncoder(TransformerMixin, BaseEstimator):
         cohort, sid, pt = self._cohort_arrays(X, reset=False)
         if self.n_jobs not in (None, 1) and len(cohort) > 1:
             return self._transform_parallel(X, cohort)
+        chunks = EventChunks(self.events, sid)
         if self.method == "counts":
-            return self._transform_counts(EventChunks(self.events, sid), cohort, sid, pt)
-        return self._transform_transformer(self._arrays(sid, pt), cohort, sid, pt)
+            return self._transform_counts(chunks, cohort, sid, pt)
+        return self._transform_transformer(chunks, cohort, sid, pt)
 
     def _transform_parallel(self, X, cohort):
         from joblib import Parallel, delayed, effective_n_jobs
@@ -637,13 +638,25 @@ class EHREncoder(TransformerMixin, BaseEstimator):
                 out[sel] = np.take_along_axis(hidden, pos[..., None], axis=1)
         return out.reshape(first.size, k * hidden_size)
 
-    def _transform_transformer(self, arrays, cohort, sid, pt):
-        first, end = self._histories(arrays, sid, pt)
-        tokens = self._token_map(arrays)
-        _, idx, _ = expand_ranges(first, end)
-        self.n_unknown_events_ = int(np.count_nonzero(tokens[arrays.code_ids[idx]] == UNK))
-        out = self._encode(arrays, first, end)
-        return self._handle_empty(out, end == first, cohort)
+    def _transform_transformer(self, chunks, cohort, sid, pt):
+        # Like the counts, a MEDS folder is streamed chunk by chunk of subjects.
+        rows = self._chunk_rows(chunks, sid)
+        out = np.empty((sid.size, self.n_embedding_), np.float32)
+        empty = np.zeros(sid.size, bool)
+        n_unknown = 0
+        for i, arrays in chunks:
+            r = rows[i]
+            s, p = sid[r], pt[r]
+            arrays.check_prediction_times(s, p)
+            first, end = self._histories(arrays, s, p)
+            tokens = self._token_map(arrays)
+            _, idx, _ = expand_ranges(first, end)
+            n_unknown += int(np.count_nonzero(tokens[arrays.code_ids[idx]] == UNK))
+            out[r] = self._encode(arrays, first, end)
+            empty[r] = end == first
+            del arrays
+        self.n_unknown_events_ = n_unknown
+        return self._handle_empty(out, empty, cohort)
 
     def next_code_perplexity(self, events) -> float:
         """Next-code perplexity of the fitted transformer on all events of ``events``.

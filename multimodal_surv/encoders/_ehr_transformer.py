@@ -166,9 +166,14 @@ class EventSequences:
         bos = has_bos[:, None] & (pos == 0)
         ev = real & ~bos
         idx_c = np.where(ev, idx, 0)
-        codes = np.where(ev, self.tokens[idx_c] if self.tokens.size else 0, PAD)
+        # Without any event (e.g. a chunk of subjects with empty histories) index
+        # one dummy row; it is masked out by ``ev`` anyway.
+        tokens, features = self.tokens, self.features
+        if not tokens.size:
+            tokens, features = np.zeros(1, np.int64), np.zeros((1, N_TIME_FEATURES), np.float32)
+        codes = np.where(ev, tokens[idx_c], PAD)
         codes[bos] = BOS
-        feats = np.where(ev[..., None], self.features[idx_c] if self.tokens.size else 0, 0)
+        feats = np.where(ev[..., None], features[idx_c], 0)
         return (
             torch.from_numpy(codes.astype(np.int64)),
             torch.from_numpy(feats.astype(np.float32)),
