@@ -108,6 +108,14 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
         "hidden_units": [tuple, list],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
     }
+    _module_params = (
+        "d_model",
+        "n_heads",
+        "n_layers",
+        "n_tokens_projected",
+        "hidden_units",
+        "dropout",
+    )
 
     def __init__(
         self,
@@ -161,23 +169,6 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
         self.n_layers = n_layers
         self.hidden_units = hidden_units
         self.dropout = dropout
-
-    def initialize_module(self):
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}.")
-        kwargs = {
-            "columns": self._module_columns(),
-            "token_shapes": self._module_token_shapes(),
-            "d_model": self.d_model,
-            "n_heads": self.n_heads,
-            "n_layers": self.n_layers,
-            "n_tokens_projected": self.n_tokens_projected,
-            "hidden_units": tuple(self.hidden_units),
-            "dropout": self.dropout,
-            **self.get_params_for("module"),
-        }
-        self.module_ = self.initialized_instance(self.module, kwargs)
-        return self
 
     def get_attention(self, X):
         """Co-attention and pooling weights of each row, for inspection.

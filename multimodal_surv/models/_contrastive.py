@@ -132,6 +132,14 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         "activation": [StrOptions({"relu", "gelu", "selu", "tanh"})],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
     }
+    _module_params = (
+        "projection_dim",
+        "hidden_units",
+        "activation",
+        "dropout",
+        "temperature",
+        "max_logit_scale",
+    )
 
     def __init__(
         self,
@@ -186,20 +194,8 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         self.activation = activation
         self.dropout = dropout
 
-    def initialize_module(self):
-        kwargs = {
-            "columns": self._module_columns(),
-            "projection_dim": self.projection_dim,
-            "hidden_units": tuple(self.hidden_units),
-            "activation": self.activation,
-            "dropout": self.dropout,
-            "temperature": self.temperature,
-            "max_logit_scale": self.max_logit_scale,
-            "unimodal_heads": self.unimodal_weight > 0,
-            **self.get_params_for("module"),
-        }
-        self.module_ = self.initialized_instance(self.module, kwargs)
-        return self
+    def _module_kwargs(self):
+        return {**super()._module_kwargs(), "unimodal_heads": self.unimodal_weight > 0}
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         # Validation (early stopping) is on the C-index of the combined risk,

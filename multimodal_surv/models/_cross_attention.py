@@ -112,6 +112,7 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
         "hidden_units": [tuple, list],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
     }
+    _module_params = ("d_model", "n_heads", "n_tokens_projected", "hidden_units", "dropout")
 
     def __init__(
         self,
@@ -163,22 +164,6 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
         self.n_heads = n_heads
         self.hidden_units = hidden_units
         self.dropout = dropout
-
-    def initialize_module(self):
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}.")
-        kwargs = {
-            "columns": self._module_columns(),
-            "token_shapes": self._module_token_shapes(),
-            "d_model": self.d_model,
-            "n_heads": self.n_heads,
-            "n_tokens_projected": self.n_tokens_projected,
-            "hidden_units": tuple(self.hidden_units),
-            "dropout": self.dropout,
-            **self.get_params_for("module"),
-        }
-        self.module_ = self.initialized_instance(self.module, kwargs)
-        return self
 
     def get_attention(self, X):
         """Attention weights of each row, for inspection.

@@ -345,6 +345,28 @@ class FusionSurvivalNet(SurvivalNet):
                 x[idx[:, None], cols[None, :]] = float("nan")
         return x
 
+    # Estimator parameters handed to the module under the same name.
+    _module_params: tuple[str, ...] = ()
+
+    def _module_kwargs(self):
+        """Keyword arguments of the module: columns, token shapes, ``_module_params``."""
+        kwargs = {"columns": self._module_columns()}
+        if self._uses_tokens:
+            if self.d_model % self.n_heads:
+                raise ValueError(
+                    f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}."
+                )
+            kwargs["token_shapes"] = self._module_token_shapes()
+        for name in self._module_params:
+            value = getattr(self, name)
+            kwargs[name] = tuple(value) if name == "hidden_units" else value
+        return kwargs
+
+    def initialize_module(self):
+        kwargs = {**self._module_kwargs(), **self.get_params_for("module")}
+        self.module_ = self.initialized_instance(self.module, kwargs)
+        return self
+
     def _module_columns(self):
         return [self.modality_columns_[m].tolist() for m in self.modality_names_]
 

@@ -156,6 +156,7 @@ class LateFusionSurvival(FusionSurvivalNet):
         "activation": [StrOptions({"relu", "gelu", "selu", "tanh"})],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
     }
+    _module_params = ("hidden_units", "activation", "dropout")
 
     def __init__(
         self,
@@ -199,17 +200,6 @@ class LateFusionSurvival(FusionSurvivalNet):
         self.hidden_units = hidden_units
         self.activation = activation
         self.dropout = dropout
-
-    def initialize_module(self):
-        kwargs = {
-            "columns": self._module_columns(),
-            "hidden_units": tuple(self.hidden_units),
-            "activation": self.activation,
-            "dropout": self.dropout,
-            **self.get_params_for("module"),
-        }
-        self.module_ = self.initialized_instance(self.module, kwargs)
-        return self
 
     def get_default_callbacks(self):
         callbacks = [
