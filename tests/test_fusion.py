@@ -246,8 +246,15 @@ def test_unimodal_heads_add_their_cox_losses_on_the_rows_with_their_modality(dat
         loss = model.get_loss(out, target, training=True)
         parts = out[4]
         ct, ehr = slice(3, None), slice(None)
+        # The fused head's loss is stratified by missing pattern: the rows
+        # without CT are compared among themselves only (weighted by events).
+        no_ct = slice(None, 3)
+        fused = (
+            event[no_ct].sum() * cox_partial_likelihood(parts[no_ct, 0], time[no_ct], event[no_ct])
+            + event[ct].sum() * cox_partial_likelihood(parts[ct, 0], time[ct], event[ct])
+        ) / event.sum()
         expected = (
-            cox_partial_likelihood(parts[:, 0], time, event)
+            fused
             + 0.4 * cox_partial_likelihood(parts[ct, 1], time[ct], event[ct])
             + 0.4 * cox_partial_likelihood(parts[ehr, 2], time, event)
         )
@@ -266,6 +273,42 @@ def test_unimodal_heads_add_their_cox_losses_on_the_rows_with_their_modality(dat
     np.testing.assert_array_equal(
         np.isnan(model.predict_modality_risks(X))[:, 0], np.arange(len(X)) < 3
     )
+
+
+def test_contrastive_rows_without_either_modality_get_the_fitted_constants(data):
+    X, y = data
+    X = _nan_rows(_nan_rows(X, "ct__", [0, 1, 2, 3]), "ehr__", [2, 3, 4])
+    model = FACTORIES["contrastive"]().fit(X, y)
+    module = model.module_
+    c = module.combination
+    fill = c[0] * module.fused_missing_risk + module.missing_risk @ c[1:]
+    risk = model.predict(X)
+    np.testing.assert_allclose(risk[2:4], float(fill), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(risk).all() and len(np.unique(risk[4:])) > 1
+
+
+def test_pattern_cox_loss_compares_rows_within_their_missing_pattern():
+    g = torch.Generator().manual_seed(0)
+    risk, time = torch.randn(40, generator=g), torch.rand(40, generator=g)
+    event = (torch.rand(40, generator=g) < 0.7).float()
+    target = torch.stack([time, event], 1)
+    model = ContrastiveFusionSurvival()
+    same = torch.zeros(40, 2, dtype=torch.bool)
+    assert float(model._pattern_cox_loss(risk, same, target)) == pytest.approx(
+        float(cox_partial_likelihood(risk, time, event))
+    )
+    missing = same.clone()
+    missing[:15, 0] = True
+    got = model._pattern_cox_loss(risk, missing, target)
+    a, b = slice(None, 15), slice(15, None)
+    expected = (
+        event[a].sum() * cox_partial_likelihood(risk[a], time[a], event[a])
+        + event[b].sum() * cox_partial_likelihood(risk[b], time[b], event[b])
+    ) / event.sum()
+    assert float(got) == pytest.approx(float(expected))
+    # shifting one pattern's risks changes nothing: only within-pattern order counts
+    shifted = torch.where(missing[:, 0], risk + 3.0, risk)
+    assert float(model._pattern_cox_loss(shifted, missing, target)) == pytest.approx(float(got))
 
 
 def test_alpha_zero_trains_exactly_the_survival_only_objective(data):

@@ -143,9 +143,7 @@ def with_missing():
     "name",
     [
         "late",
-        pytest.param(
-            "contrastive", marks=_known_gap("contrastive fusion drops ~0.023 C with missing data")
-        ),
+        "contrastive",
         pytest.param(
             "cross_attention", marks=_known_gap("cross-attention drops ~0.021 C with missing data")
         ),

@@ -8,7 +8,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..nn import ContrastiveFusionNet, cox_partial_likelihood, info_nce
+from ..nn import ContrastiveFusionNet, info_nce
 from ._fusion_base import FusionSurvivalNet
 from ._stacking import fit_risk_combination
 
@@ -46,6 +46,17 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
     learns from every row that has its modality. ``unimodal_weight=0``
     trains and predicts with the fused head alone (the plain contrastive
     model of [2]_).
+
+    **Missing modalities.** With the modality heads, the fused head's Cox
+    loss is stratified by missing-modality pattern: a row is compared only
+    with the rows of its batch that miss the same modalities. A row without
+    CT still has a hazard that depends on its CT; against complete rows its
+    risk is a mixture over the unseen values, and those comparisons blur what
+    the complete rows teach the head. The offsets between patterns are then
+    set by the stacking step (the fitted constants that replace a missing
+    modality's risk, and, for a row missing both modalities, the fused
+    risk). Without the modality heads (``unimodal_weight=0``) nothing would
+    set those offsets, so the loss is not stratified.
 
     Parameters
     ----------
@@ -207,7 +218,7 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
             if not torch.isfinite(y_pred[0]).all():
                 return y_pred[0].sum()  # a non-finite risk is a non-finite loss: training stops
             parts, missing = y_pred[4], y_pred[5]
-            loss = cox_partial_likelihood(parts[:, 0], y_true[:, 0], y_true[:, 1], ties=self.ties)
+            loss = self._pattern_cox_loss(parts[:, 0], missing, y_true)
             loss = loss + self.unimodal_weight * self._modality_cox_loss(
                 parts[:, 1:], missing, y_true
             )
@@ -228,13 +239,16 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         with torch.no_grad():
             out = module(data.X.to(self.device))
         parts, missing = out[4].cpu(), out[5].cpu()
-        missing = torch.cat([torch.zeros_like(missing[:, :1]), missing], dim=1)
+        # The fused risk of a row without either modality is not trained (its
+        # stratum's risks are all equal): a fitted constant replaces it.
+        missing = torch.cat([missing.all(dim=1, keepdim=True), missing], dim=1)
         weights, fills = fit_risk_combination(
             parts, missing, data.y[:, 0], data.y[:, 1], ties=self.ties
         )
         with torch.no_grad():
             module.combination.copy_(weights.to(module.combination))
             module.missing_risk.copy_(fills[1:].to(module.missing_risk))
+            module.fused_missing_risk.copy_(fills[0].to(module.fused_missing_risk))
 
     @property
     def combination_weights_(self):

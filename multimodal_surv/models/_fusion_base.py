@@ -300,6 +300,38 @@ class FusionSurvivalNet(SurvivalNet):
             )
         return loss
 
+    def _pattern_cox_loss(self, risk, missing, y_true):
+        """Cox loss stratified by missing-modality pattern.
+
+        Each row is compared only with the rows of the batch that miss the same
+        modalities (one baseline hazard per pattern, as in a stratified Cox
+        model); the result is the mean over all events, like
+        :func:`~multimodal_surv.nn.cox_partial_likelihood`, which it equals
+        when every row has the same pattern. ``missing`` has shape
+        ``(n, n_modalities)``.
+
+        A row without a modality has a hazard that still depends on it: its
+        risk is a mixture over the unseen values, which is not proportional to
+        the hazard of complete rows. Comparing complete rows with such rows
+        blurs the signal the complete rows carry; within a pattern the
+        comparisons are clean. The offsets between patterns are then not
+        learned here and must be fitted elsewhere (the stacking step).
+        """
+        weights = 2 ** torch.arange(missing.shape[1], device=missing.device)
+        pattern = (missing.long() * weights).sum(1)
+        patterns = torch.unique(pattern)
+        if len(patterns) == 1:
+            return cox_partial_likelihood(risk, y_true[:, 0], y_true[:, 1], ties=self.ties)
+        loss = risk.new_zeros(())
+        for p in patterns:
+            rows = pattern == p
+            n_events = y_true[rows, 1].sum()
+            if n_events > 0:
+                loss = loss + n_events * cox_partial_likelihood(
+                    risk[rows], y_true[rows, 0], y_true[rows, 1], ties=self.ties
+                )
+        return loss / y_true[:, 1].sum().clamp_min(1)
+
     def _after_training(self, X, event, time):
         data = self.__dict__.pop("_stacking_data", None)  # never kept on the fitted model
         if data is not None:

@@ -134,7 +134,8 @@ class ContrastiveFusionNet(nn.Module):
         ``c_0 * fused + c_1 * r_1 + c_2 * r_2`` with the buffer
         ``combination`` (ones until the estimator fits it) and, where a
         modality is missing, the buffer ``missing_risk`` in place of its
-        ``r_m``.
+        ``r_m`` (and, for a row missing both, the buffer
+        ``fused_missing_risk`` in place of ``fused``).
 
     Returns (forward)
     -----------------
@@ -191,6 +192,7 @@ class ContrastiveFusionNet(nn.Module):
             )
             self.register_buffer("combination", torch.ones(3))
             self.register_buffer("missing_risk", torch.zeros(2))
+            self.register_buffer("fused_missing_risk", torch.zeros(()))
 
     def forward(self, x: torch.Tensor):
         zs, unimodal, missings = [], [], []
@@ -208,7 +210,10 @@ class ContrastiveFusionNet(nn.Module):
         missing = torch.stack(missings, dim=1)
         unimodal = torch.stack(unimodal, dim=1)
         filled = torch.where(missing, self.missing_risk.expand_as(unimodal), unimodal)
-        risk = self.combination[0] * fused + filled @ self.combination[1:]
+        fused_filled = torch.where(
+            missing.all(dim=1), self.fused_missing_risk.expand_as(fused), fused
+        )
+        risk = self.combination[0] * fused_filled + filled @ self.combination[1:]
         parts = torch.cat([fused[:, None], unimodal.masked_fill(missing, float("nan"))], dim=1)
         return risk, zs[0], zs[1], both, parts, missing
 
