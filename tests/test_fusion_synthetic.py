@@ -112,12 +112,6 @@ def ct_is_noise():
     return _scores(0.0, 1.4)
 
 
-def _known_gap(reason):
-    # Acceptance not met yet (issue 3): kept as a strict xfail so the suite
-    # reports it, and turns red the day it starts passing.
-    return pytest.mark.xfail(reason=reason, strict=True)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
@@ -144,9 +138,7 @@ def with_missing():
     [
         "late",
         "contrastive",
-        pytest.param(
-            "cross_attention", marks=_known_gap("cross-attention drops ~0.021 C with missing data")
-        ),
+        "cross_attention",
         "co_attention",
     ],
 )

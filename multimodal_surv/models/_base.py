@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
 import warnings
 
@@ -375,7 +376,11 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             if seed is not None:
                 torch.manual_seed(seed)
             super().fit(X, target, **fit_params)
-        self._check_converged()
+            self._check_converged()
+            if getattr(self, "refit", False):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                self._refit_all_rows(X, target, **fit_params)
         self._after_training(X, event, time)
         risk = self._predict_risk(X)
         # The baseline is fitted on centred risks so that exp() cannot overflow
@@ -392,6 +397,37 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             )
         self.baseline_model_ = BreslowEstimator().fit(risk - self.risk_offset_, event, time)
         return self
+
+    def _refit_all_rows(self, X, target, **fit_params):
+        """Train again, from scratch, on every row for the epochs early stopping chose.
+
+        Used by estimators with a ``refit`` parameter. The first fit held out
+        ``validation_fraction`` of the rows to choose the number of epochs (the
+        best validation C-index); this one trains a fresh network on all rows
+        for that many epochs, without a validation split. The first fit's
+        history is kept as ``selection_history_``. Without early stopping
+        (``validation_fraction=None``, ``patience=None`` or a custom
+        ``train_split``), or without a finite validation score, nothing is
+        refitted.
+        """
+        if (
+            self.validation_fraction is None
+            or self.patience is None
+            or self.train_split is not None
+        ):
+            return
+        scores = np.asarray(self.history_[:, "valid_cindex"], dtype=float)
+        if not np.isfinite(scores).any():
+            return
+        n_epochs = int(np.nanargmax(scores)) + 1
+        # a copy: skorch clears the history object in place when it re-initialises
+        self.selection_history_ = copy.deepcopy(self.history_)
+        saved = self.validation_fraction, self.max_epochs
+        self.validation_fraction, self.max_epochs = None, n_epochs
+        try:
+            super().fit(X, target, **fit_params)
+        finally:
+            self.validation_fraction, self.max_epochs = saved
 
     def _after_training(self, X, event, time):
         """Hook between network training and the baseline hazard fit (no-op here)."""
