@@ -87,7 +87,7 @@ def encode_cohort(data, *, quick=False, random_state=0, cache_dir=None, progress
     train = _masks(cohort)["train"]
     ct = CTEncoder(
         "ssl",
-        pretrain_epochs=8 if quick else 20,
+        pretrain_epochs=10 if quick else 30,
         cache_dir=cache_dir,
         on_error="nan",
         verbose=progress,

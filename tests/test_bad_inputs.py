@@ -395,7 +395,9 @@ def test_ct_foreign_pickle_is_not_unpickled(tmp_path):
 
 def test_ct_wrong_weights_name_the_keys(tmp_path):
     torch.save({"a": torch.zeros(2)}, tmp_path / "w.pt")
-    with pytest.raises(ValueError, match=r"do not match backbone CompactCTNet: \d+ missing keys"):
+    with pytest.raises(
+        ValueError, match=r"do not match backbone ResidualAutoencoder: \d+ missing keys"
+    ):
         ct(weights=tmp_path / "w.pt").fit([VOL, VOL])
 
 

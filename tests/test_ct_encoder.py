@@ -38,6 +38,9 @@ def random_encoder(**kw):
         random_state=0,
         hu_window=(-300, 700),
         pooling="mean",
+        # The I/O and preprocessing tests read the compact CNN's 64-d mean pooling;
+        # the default pretext (reconstruction) has its own tests below.
+        pretext="contrastive",
     )
     params.update(kw)
     return CTEncoder(**params)
@@ -371,11 +374,45 @@ def test_multiscale_pooling_layout(volume):
     assert [m.shape[1] for m in maps] == [16, 32, 64, 64]
     means, maxima = emb[0, :176], emb[0, 176:]
     assert (maxima >= means - 1e-6).all()  # a max is never below the mean
-    tokens = random_encoder(pooling="multiscale", output="tokens").fit([volume, volume])
-    t = tokens.transform([volume]).reshape(8, 352)
+    tokens = random_encoder(pooling="multiscale", output="tokens")
+    t = tokens.fit([volume, volume]).transform([volume]).reshape(8, 352)
     # Mean over equal grid cells = global mean; max over cells = global max.
     np.testing.assert_allclose(t[:, :176].mean(0), means, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(t[:, 176:].max(0), maxima, rtol=1e-6)
+
+
+def test_reconstruction_embedding_is_the_pooled_residual(volume):
+    enc = random_encoder(pooling="auto", pretext="reconstruction", pretrain_epochs=2)
+    enc.fit([volume, smooth_volume(seed=1)])
+    assert enc.pooling_ == "multiscale"
+    emb = enc.transform([volume])[0]
+    assert emb.shape == (12,)
+    # Direct computation from the autoencoder's reconstruction of the same input.
+    # The fixture is 24 x 20 x 16: centre-cropped to SIZE, HU window -300..700 to [0, 1].
+    crop = volume[4:20, 2:18, :]
+    x = torch.as_tensor(np.clip((crop + 300.0) / 1000.0, 0.0, 1.0), dtype=torch.float32)[None, None]
+    with torch.no_grad():
+        r = x - enc.backbone_.reconstruct(x)
+    expected = []
+    for stat in ("mean", "max"):
+        for s in (1, 2, 4):
+            rs = torch.nn.functional.avg_pool3d(r, s, ceil_mode=True) if s > 1 else r
+            for part in (rs.clamp_min(0), (-rs).clamp_min(0)):
+                expected.append(float(part.mean() if stat == "mean" else part.max()))
+    np.testing.assert_allclose(emb, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_reconstruction_pretraining_learns_and_flags_a_finding():
+    """After pretraining on smooth volumes, a small bright blob stands out in the residual."""
+    vols = [smooth_volume(SIZE, seed=s) for s in range(64)]
+    enc = random_encoder(pretext="reconstruction", pretrain_epochs=100, pooling="multiscale")
+    enc.fit(vols)
+    assert enc.pretrain_losses_[-1] < 0.1 * enc.pretrain_losses_[0]
+    finding = vols[0].copy()
+    finding[10:12, 8:10, 6:8] = 700.0  # 2x2x2 voxels of calcium-like density
+    plain, flagged = enc.transform([vols[0], finding])
+    # Max of the positive residual at full resolution (index 6: maxima start there).
+    assert flagged[6] > plain[6] + 0.2, (plain[6], flagged[6])
 
 
 @pytest.mark.slow
@@ -396,9 +433,9 @@ def test_ssl_embeddings_carry_the_ct_risk(tmp_path):
     cohort, y = data.cohort, data.y
     train = ((cohort.split == "train") & (cohort.site == "internal")).to_numpy()
     test = ((cohort.split == "test") & (cohort.site == "internal")).to_numpy()
-    enc = CTEncoder(pretrain_epochs=3, random_state=0).fit(cohort.loc[train, ["ct"]])
+    enc = CTEncoder(random_state=0).fit(cohort.loc[train, ["ct"]])
     Z = enc.transform(cohort[["ct"]])
-    assert Z.shape == (300, 352) and np.isfinite(Z).all()
+    assert Z.shape == (300, 12) and np.isfinite(Z).all()
     model = make_pipeline(StandardScaler(), DeepSurvival(random_state=0)).fit(Z[train], y[train])
     event, time_ = y.dtype.names[:2]
 
@@ -412,18 +449,12 @@ def test_ssl_embeddings_carry_the_ct_risk(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 5, acceptance item 3, not met: SimCLR pretraining gains less than 0.05 C "
-    "over random weights (benchmarks/results/ct_ssl_quality.md)",
-)
 @pytest.mark.parametrize("ct_variation", [0.0, 1.0])
 def test_ssl_beats_random_weights_by_five_points(tmp_path, ct_variation):
     """Acceptance item 3 of issue 5: the default beats random weights by >= 0.05 C.
 
-    Same backbone and pooling; DeepSurvival on the embeddings; internal test C.
-    Strict xfail: when the margin is reached this test fails and must be updated.
+    Same backbone and pooling; DeepSurvival on the embeddings; internal test C,
+    on the default phantom (0) and with realistic scan-to-scan variation (1).
     """
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -442,10 +473,10 @@ def test_ssl_beats_random_weights_by_five_points(tmp_path, ct_variation):
     test = ((cohort.split == "test") & (cohort.site == "internal")).to_numpy()
     event, time_ = y.dtype.names[:2]
     c = {}
-    for name, epochs in (("ssl", 10), ("random", 0)):
+    for name, kwargs in (("ssl", {}), ("random", {"pretrain_epochs": 0})):
         scores = []
         for encoder_seed in (0, 1):
-            enc = CTEncoder(pretrain_epochs=epochs, random_state=encoder_seed)
+            enc = CTEncoder(random_state=encoder_seed, **kwargs)
             Z = enc.fit(cohort.loc[train, ["ct"]]).transform(cohort[["ct"]])
             for model_seed in (0, 1):
                 model = make_pipeline(StandardScaler(), DeepSurvival(random_state=model_seed))

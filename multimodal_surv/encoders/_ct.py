@@ -27,7 +27,13 @@ from ._ct_backbones import (
     load_state_dict_file,
     load_weights_strict,
 )
-from ._ct_pretrain import CompactCTNet, pool_features, pretrain_contrastive
+from ._ct_pretrain import (
+    CompactCTNet,
+    ResidualAutoencoder,
+    pool_features,
+    pretrain_contrastive,
+    pretrain_reconstruction,
+)
 
 __all__ = ["CTEncoder"]
 
@@ -175,18 +181,20 @@ class CTEncoder(TransformerMixin, BaseEstimator):
 
     The default (``"ssl"``) needs no downloaded weights: at :meth:`fit` each
     volume (at most ``pretrain_max_volumes``) is preprocessed once, held in
-    memory, and a compact 3-D CNN is pretrained on them with SimCLR, then
-    frozen. Its input is 32^3 voxels at 2 mm (a 64 mm cube around the volume
-    centre): sized for CPUs and small fields of view; for whole chest CTs pass
-    a coarser ``spacing`` and/or a larger ``spatial_size`` (see the docs).
+    memory, and a small network is pretrained on them without labels (by
+    default an autoencoder whose reconstruction residual, pooled over scales,
+    is the embedding: how much and how strongly a scan departs from the
+    anatomy common to the cohort), then frozen. Its input is 32^3 voxels at
+    2 mm (a 64 mm cube around the volume centre): sized for CPUs and small
+    fields of view; for whole chest CTs pass a coarser ``spacing`` and/or a
+    larger ``spatial_size`` (see the docs).
 
     Parameters
     ----------
     backbone : {"ssl", "ct-fm", "merlin"} or torch.nn.Module, default="ssl"
-        ``"ssl"``: a compact 3-D CNN (4 stride-2 stages, 16-32-64-64
-        channels) pretrained self-supervised (SimCLR with acquisition-like
-        views, no cropping) on the volumes given to :meth:`fit`, then frozen;
-        needs no downloaded weights. ``"ct-fm"``: CT-FM's ``SegResEncoder`` (512-d) from a local
+        ``"ssl"``: a small 3-D network pretrained self-supervised on the
+        volumes given to :meth:`fit` (see ``pretext``), then frozen; needs no
+        downloaded weights. ``"ct-fm"``: CT-FM's ``SegResEncoder`` (512-d) from a local
         folder. ``"merlin"``: Merlin's I3ResNet-152 image encoder (2048-d)
         from a local checkpoint. Any ``torch.nn.Module`` (e.g. a MONAI
         network) returning a feature map ``(B, C, X, Y, Z)`` (or a list of
@@ -221,12 +229,24 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         of every feature map the backbone returns (a list of stage outputs,
         as ``"ssl"`` and CT-FM's ``SegResEncoder`` return), concatenated;
         keeps fine-scale information such as how many small bright findings
-        a volume holds. ``"auto"``: ``"multiscale"`` for ``"ssl"`` (352-d),
-        ``"mean"`` otherwise.
+        a volume holds. ``"auto"``: ``"multiscale"`` for ``"ssl"`` (12-d with
+        ``pretext="reconstruction"``, 352-d with ``"contrastive"``), ``"mean"``
+        otherwise.
     token_grid : tuple of 3 ints, default=(2, 2, 2)
         Token grid for ``output="tokens"``.
-    pretrain_epochs : int, default=10
-        SimCLR epochs for ``backbone="ssl"``; 0 keeps the random
+    pretext : {"reconstruction", "contrastive"}, default="reconstruction"
+        Self-supervised task of ``backbone="ssl"`` (ignored otherwise).
+        ``"reconstruction"``: a convolutional autoencoder (3 stride-2 stages,
+        16-32-32 channels, an 8-channel code) learns to reconstruct the
+        volumes; the embedding is mean and max of the positive and negative
+        reconstruction residual at 1, 2 and 4 voxels (12 values, or 12 per
+        token): findings that depart from the common anatomy (nodules,
+        calcifications, lesions). ``"contrastive"``: a compact 3-D CNN
+        (4 stride-2 stages, 16-32-64-64 channels) pretrained with SimCLR on
+        acquisition-like views (no cropping); its multi-scale features
+        (352 values) also describe the anatomy.
+    pretrain_epochs : int, default=30
+        Pretraining epochs for ``backbone="ssl"``; 0 keeps the random
         initialisation (the baseline the pretraining is compared with).
     pretrain_max_volumes : int, default=256
         At most this many volumes (a random subset) are preprocessed once and
@@ -270,7 +290,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     n_features_out_ : int
         Number of output columns.
     pretrain_losses_ : list of float
-        NT-Xent loss per epoch (``"ssl"`` only; empty otherwise).
+        Pretraining loss per epoch (``"ssl"`` only; empty otherwise):
+        reconstruction mean squared error, or NT-Xent for ``"contrastive"``.
     n_cache_hits_ : int
         Rows the last :meth:`transform` read from the cache.
     n_computed_ : int
@@ -286,7 +307,9 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     ----------
     Pai et al., "Vision Foundation Models for Computed Tomography" (CT-FM),
     arXiv 2501.09001, 2025. Blankemeier et al., "Merlin: A Vision Language
-    Foundation Model for 3D Computed Tomography", 2024. Chen et al., "A Simple
+    Foundation Model for 3D Computed Tomography", 2024. Baur et al.,
+    "Autoencoders for unsupervised anomaly segmentation in brain MR images: a
+    comparative study", Medical Image Analysis, 2021. Chen et al., "A Simple
     Framework for Contrastive Learning of Visual Representations", ICML 2020.
 
     Examples
@@ -297,8 +320,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     >>> vols = [rng.normal(0, 300, (16, 16, 16)) for _ in range(4)]
     >>> enc = CTEncoder(spacing=None, spatial_size=(16, 16, 16), pretrain_epochs=1,
     ...                 random_state=0).fit(vols)
-    >>> enc.transform(vols).shape  # mean and max of 4 stages: 2 * (16 + 32 + 64 + 64)
-    (4, 352)
+    >>> enc.transform(vols).shape  # mean and max of (+, -) residual at 3 scales
+    (4, 12)
     >>> enc.get_feature_names_out()[:2].tolist()
     ['x0', 'x1']
     """
@@ -314,6 +337,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         "output": [StrOptions({"pooled", "tokens"})],
         "token_grid": "no_validation",
         "pooling": [StrOptions({"mean", "multiscale", _AUTO})],
+        "pretext": [StrOptions({"reconstruction", "contrastive"})],
         "pretrain_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "pretrain_max_volumes": [Interval(numbers.Integral, 2, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -340,7 +364,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         output="pooled",
         token_grid=(2, 2, 2),
         pooling=_AUTO,
-        pretrain_epochs=10,
+        pretext="reconstruction",
+        pretrain_epochs=30,
         pretrain_max_volumes=256,
         batch_size=4,
         num_workers=0,
@@ -362,6 +387,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         self.output = output
         self.token_grid = token_grid
         self.pooling = pooling
+        self.pretext = pretext
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_max_volumes = pretrain_max_volumes
         self.batch_size = batch_size
@@ -485,7 +511,9 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         else:
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
-                module = CompactCTNet()
+                module = (
+                    ResidualAutoencoder() if self.pretext == "reconstruction" else CompactCTNet()
+                )
         if self.weights is not None:
             load_weights_strict(
                 module, load_state_dict_file(self.weights), source=str(self.weights)
@@ -617,15 +645,20 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                     f"{len(volumes)} readable volumes were given; pass at least 2 or pass "
                     "weights=<state dict>"
                 )
-            self.pretrain_losses_ = pretrain_contrastive(
-                backbone,
-                torch.stack(volumes),
-                epochs=self.pretrain_epochs,
-                pooling=self.pooling_,
-                seed=seed,
-                device=self.device_,
-                progress=self.verbose,
-            )
+            common = {
+                "epochs": self.pretrain_epochs,
+                "seed": seed,
+                "device": self.device_,
+                "progress": self.verbose,
+            }
+            if self.pretext == "reconstruction":
+                self.pretrain_losses_ = pretrain_reconstruction(
+                    backbone, torch.stack(volumes), **common
+                )
+            else:
+                self.pretrain_losses_ = pretrain_contrastive(
+                    backbone, torch.stack(volumes), pooling=self.pooling_, **common
+                )
         backbone = backbone.to(self.device_).eval()
         for p in backbone.parameters():
             p.requires_grad_(False)

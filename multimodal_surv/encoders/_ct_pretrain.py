@@ -1,25 +1,37 @@
-"""The offline default CT backbone: a compact 3-D CNN pretrained self-supervised.
+"""The offline default CT backbones, pretrained self-supervised on the fit volumes.
 
-Pretraining is SimCLR-style contrastive learning (Chen et al. 2020) on the
-preprocessed volumes, held once in memory: two random views of each volume are
+Two pretext tasks, selected by ``CTEncoder(pretext=...)``:
+
+``"reconstruction"`` (the default): :class:`ResidualAutoencoder`, a small
+convolutional autoencoder trained to reconstruct the preprocessed volumes
+through a narrow bottleneck. What the bottleneck can carry is what is common
+across the cohort (the anatomy); small, rare structures (nodules,
+calcifications, focal lesions) are reconstructed poorly. The embedding is the
+reconstruction *residual* pooled over scales: mean and max of its positive and
+negative parts at 1, 2 and 4 voxels. It describes how much, and how strongly,
+a scan departs from the anatomy the model learned, i.e. unsupervised anomaly
+detection by reconstruction (Baur et al. 2021; Chen & Konukoglu 2018). It says
+little about the anatomy itself (body size, organ shape): when that drives
+risk, use ``pretext="contrastive"`` or a CT foundation model.
+
+``"contrastive"``: :class:`CompactCTNet` pretrained with SimCLR (Chen et al.
+2020) on the volumes held once in memory: two random views of each volume are
 encoded, pooled exactly as at transform time (multi-scale mean + max, see
 :func:`pool_features`), projected, and pulled together against the other
 volumes of the batch with the NT-Xent loss.
 
-The views are made with vectorised torch operations on whole batches (no
-per-volume MONAI pipeline per epoch): flips along each axis, a small circular
-shift (at most 3 voxels), optional 3x3x3 smoothing, a global intensity scale
-and shift, and Gaussian noise of a random level. They model what changes
-between two acquisitions of the same patient (position, scanner kernel,
-calibration, noise) and deliberately do **not** crop or rescale: a random
-crop-and-resize removes or resizes small findings (nodules, calcifications),
-which would teach the network to ignore exactly the content that carries risk.
-
-The global intensity scale and shift stay although Hounsfield units are
-calibrated: scanners and sites still differ by small offsets, and without them
-the embeddings generalised worse to the synthetic cohort's external site
-(which has such an offset): CT-only DeepSurvival on the demo cohort fell from
-0.680 / 0.648 (internal / external C) to 0.672 / 0.622 when they were removed.
+The contrastive views are made with vectorised torch operations on whole
+batches (no per-volume MONAI pipeline per epoch): flips along each axis, a
+small circular shift (at most 3 voxels), optional 3x3x3 smoothing, a global
+intensity scale and shift, and Gaussian noise of a random level. They model
+what changes between two acquisitions of the same patient (position, scanner
+kernel, calibration, noise) and deliberately do **not** crop or rescale: a
+random crop-and-resize removes or resizes small findings (nodules,
+calcifications), which would teach the network to ignore exactly the content
+that carries risk. The global intensity scale and shift stay although
+Hounsfield units are calibrated: scanners and sites still differ by small
+offsets, and without them the embeddings generalised worse to the synthetic
+cohort's external site (which has such an offset).
 """
 
 from __future__ import annotations
@@ -28,7 +40,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CompactCTNet", "augment_views", "pool_features", "pretrain_contrastive"]
+__all__ = [
+    "CompactCTNet",
+    "ResidualAutoencoder",
+    "augment_views",
+    "pool_features",
+    "pretrain_contrastive",
+    "pretrain_reconstruction",
+]
 
 
 class CompactCTNet(nn.Module):
@@ -68,6 +87,80 @@ class CompactCTNet(nn.Module):
             x = layer(x)
             if i % 3 == 2:  # after each conv-BN-ReLU stage
                 maps.append(x)
+        return maps
+
+
+class ResidualAutoencoder(nn.Module):
+    """Convolutional autoencoder whose output is its reconstruction residual.
+
+    Parameters
+    ----------
+    in_channels : int, default=1
+    widths : tuple of int, default=(16, 32, 32)
+        Channels of the encoder's stride-2 conv-ReLU stages (mirrored by the
+        decoder's transposed convolutions).
+    bottleneck : int, default=8
+        Channels of the code, at ``1 / 2**len(widths)`` of the input size per
+        axis (8 x 4^3 = 512 numbers for a 32^3 volume): narrow enough that
+        small rare structures do not fit through.
+    scales : tuple of int, default=(1, 2, 4)
+        Residual maps are returned averaged over these cube sizes (voxels).
+
+    :meth:`forward` returns the list of residual maps ``r = x - reconstruct(x)``,
+    one per scale, each ``(B, 2 * in_channels, ...)`` holding ``relu(r)`` and
+    ``relu(-r)`` (what is brighter / darker than the model expects), so the
+    encoder's multi-scale pooling gives mean and max of both at every scale.
+    Inputs of any size are padded (edge values) to a multiple of
+    ``2**len(widths)`` and the reconstruction cropped back.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        widths: tuple[int, ...] = (16, 32, 32),
+        bottleneck: int = 8,
+        scales: tuple[int, ...] = (1, 2, 4),
+    ):
+        super().__init__()
+        if in_channels < 1 or bottleneck < 1 or not widths or min(widths) < 1:
+            raise ValueError(
+                "in_channels, bottleneck and widths must be positive, got "
+                f"{in_channels}, {bottleneck} and {widths}"
+            )
+        if not scales or min(scales) < 1:
+            raise ValueError(f"scales must be positive integers, got {scales}")
+        enc: list[nn.Module] = []
+        c_in = in_channels
+        for c_out in widths:
+            enc += [nn.Conv3d(c_in, c_out, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+            c_in = c_out
+        enc.append(nn.Conv3d(c_in, bottleneck, kernel_size=1))
+        dec: list[nn.Module] = [nn.Conv3d(bottleneck, c_in, kernel_size=1), nn.ReLU()]
+        for c_out in [*reversed(widths[:-1]), in_channels]:
+            dec.append(nn.ConvTranspose3d(c_in, c_out, kernel_size=4, stride=2, padding=1))
+            dec.append(nn.ReLU())
+            c_in = c_out
+        dec.pop()  # linear output
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
+        self.factor = 2 ** len(widths)
+        self.scales = tuple(int(s) for s in scales)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The autoencoder's reconstruction of ``x`` (same shape)."""
+        size = x.shape[2:]
+        pad = [(-n) % self.factor for n in size]
+        if any(pad):
+            x = F.pad(x, [p for n in reversed(pad) for p in (0, n)], mode="replicate")
+        out = self.decoder(self.encoder(x))
+        return out[..., : size[0], : size[1], : size[2]]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        r = x - self.reconstruct(x)
+        maps = []
+        for s in self.scales:
+            rs = F.avg_pool3d(r, s, ceil_mode=True) if s > 1 else r
+            maps.append(torch.cat([F.relu(rs), F.relu(-rs)], dim=1))
         return maps
 
 
@@ -220,4 +313,70 @@ def pretrain_contrastive(
             count += len(idx)
         losses.append(total / max(count, 1))
     backbone.eval()
+    return losses
+
+
+def pretrain_reconstruction(
+    model: ResidualAutoencoder,
+    volumes: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> list[float]:
+    """Train ``model`` in place to reconstruct preprocessed volumes (mean squared error).
+
+    Parameters
+    ----------
+    model : ResidualAutoencoder
+    volumes : tensor of shape (n, 1, X, Y, Z)
+        Preprocessed volumes in [0, 1] (at least 2), any float dtype; batches
+        are cast to float32 as they are used.
+    epochs : int
+        Passes over ``volumes``.
+    batch_size, lr, seed, device, progress
+        Optimiser settings (Adam); ``seed`` fixes the shuffling.
+
+    Returns
+    -------
+    losses : list of float
+        Mean squared reconstruction error per epoch.
+
+    References
+    ----------
+    Baur, Denner, Wiestler, Navab, Albarqouni, "Autoencoders for unsupervised
+    anomaly segmentation in brain MR images: a comparative study", Medical
+    Image Analysis 69, 2021.
+    """
+    n = volumes.shape[0]
+    if n < 2:
+        raise ValueError(
+            f"self-supervised pretraining needs at least 2 volumes, got {n}; pass more volumes "
+            "to fit or use pretrained weights"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    bs = max(1, min(batch_size, n))
+    losses = []
+    iterator = range(epochs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="CT ssl pretraining (reconstruction)")
+    for _ in iterator:
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for start in range(0, n, bs):
+            batch = volumes[perm[start : start + bs]].float().to(device)
+            loss = F.mse_loss(model.reconstruct(batch), batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(batch)
+        losses.append(total / n)
+    model.eval()
     return losses
