@@ -112,7 +112,8 @@ def test_fitted_attributes_and_predictions(fitted, data):
     assert surv.shape == (5, len(fitted.unique_times_))
     assert np.all(np.diff(surv, axis=1) <= 1e-12) and np.all((surv >= 0) & (surv <= 1))
     fns = fitted.predict_survival_function(X.iloc[:2])
-    np.testing.assert_allclose(fns[0](fitted.unique_times_), surv[0])
+    # float32 networks: a batch of another size may round one ulp (1.2e-7) differently
+    np.testing.assert_allclose(fns[0](fitted.unique_times_), surv[0], rtol=1e-6)
     chf = fitted.predict_cumulative_hazard_function(X.iloc[:5], return_array=True)
     np.testing.assert_allclose(np.exp(-chf), surv, rtol=1e-10)
 

@@ -287,22 +287,23 @@ def test_contrastive_rows_without_either_modality_get_the_fitted_constants(data)
     assert np.isfinite(risk).all() and len(np.unique(risk[4:])) > 1
 
 
-def test_cross_attention_refits_on_all_rows_for_the_epochs_early_stopping_chose(data):
+@pytest.mark.parametrize("name", ATTENTION)
+def test_attention_models_refit_on_all_rows_for_the_epochs_early_stopping_chose(name, data):
     X, y = data
     kw = {"validation_fraction": 0.2, "patience": 3, "max_epochs": 30, "lr": 1e-2}
-    model = FACTORIES["cross"](**kw).fit(X, y)
+    model = FACTORIES[name](**kw).fit(X, y)
     scores = np.asarray(model.selection_history_[:, "valid_cindex"], dtype=float)
     assert len(model.selection_history_) < 30  # early stopping ended the first fit
     assert len(model.history_) == int(np.nanargmax(scores)) + 1
     assert "valid_cindex" not in model.history_[-1]
     assert (model.validation_fraction, model.max_epochs) == (0.2, 30)  # restored
-    again = FACTORIES["cross"](**kw).fit(X, y)
+    again = FACTORIES[name](**kw).fit(X, y)
     np.testing.assert_array_equal(model.predict(X), again.predict(X))
-    single = FACTORIES["cross"](refit=False, **kw).fit(X, y)
+    single = FACTORIES[name](refit=False, **kw).fit(X, y)
     assert not hasattr(single, "selection_history_") and "valid_cindex" in single.history_[-1]
     assert not np.array_equal(single.predict(X), model.predict(X))
     # without early stopping there is no chosen epoch, hence no refit
-    plain = FACTORIES["cross"](**{**kw, "patience": None}).fit(X, y)
+    plain = FACTORIES[name](**{**kw, "patience": None}).fit(X, y)
     assert not hasattr(plain, "selection_history_") and len(plain.history_) == 30
 
 
