@@ -229,6 +229,20 @@ def _nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Te
     return F.cross_entropy(sim, target)
 
 
+def _epochs(n: int, epochs: int, progress: bool, desc: str):
+    """Range over the pretraining epochs (a tqdm bar with ``progress``); needs 2+ volumes."""
+    if n < 2:
+        raise ValueError(
+            f"self-supervised pretraining needs at least 2 volumes, got {n}; pass more volumes "
+            "to fit or use pretrained weights"
+        )
+    if not progress:
+        return range(epochs)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(epochs), desc=desc)
+
+
 def pretrain_contrastive(
     backbone: nn.Module,
     volumes: torch.Tensor,
@@ -270,11 +284,7 @@ def pretrain_contrastive(
     Learning of Visual Representations", ICML 2020.
     """
     n = volumes.shape[0]
-    if n < 2:
-        raise ValueError(
-            f"self-supervised pretraining needs at least 2 volumes, got {n}; pass more volumes "
-            "to fit or use pretrained weights"
-        )
+    epoch_iter = _epochs(n, epochs, progress, "CT ssl pretraining (contrastive)")
     gen = torch.Generator().manual_seed(seed)
     backbone.to(device)
     with torch.no_grad():
@@ -288,12 +298,7 @@ def pretrain_contrastive(
     opt = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=lr)
     bs = max(2, min(batch_size, n))
     losses = []
-    iterator = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="CT ssl pretraining")
-    for _ in iterator:
+    for _ in epoch_iter:
         perm = torch.randperm(n, generator=gen)
         total, count = 0.0, 0
         for start in range(0, n - 1, bs):
@@ -352,22 +357,13 @@ def pretrain_reconstruction(
     Image Analysis 69, 2021.
     """
     n = volumes.shape[0]
-    if n < 2:
-        raise ValueError(
-            f"self-supervised pretraining needs at least 2 volumes, got {n}; pass more volumes "
-            "to fit or use pretrained weights"
-        )
+    epoch_iter = _epochs(n, epochs, progress, "CT ssl pretraining (reconstruction)")
     gen = torch.Generator().manual_seed(seed)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     bs = max(1, min(batch_size, n))
     losses = []
-    iterator = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="CT ssl pretraining (reconstruction)")
-    for _ in iterator:
+    for _ in epoch_iter:
         perm = torch.randperm(n, generator=gen)
         total = 0.0
         for start in range(0, n, bs):
