@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import __version__
+
 __all__ = ["main"]
 
 
@@ -27,6 +29,7 @@ def _parser():
         prog="multimodal-surv",
         description="Time-to-event prediction from CT + EHR: unimodal vs fusion benchmark.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser(
         "benchmark",
