@@ -6,6 +6,7 @@ conventions, so ``Pipeline``, ``GridSearchCV``, ``clone`` and the concordance
 scorers work unchanged.
 """
 
+from .exceptions import CTReadError, WeightsMismatchError
 from .metrics import concordance_index
 from .models import (
     CoAttentionFusionSurvival,
@@ -26,4 +27,6 @@ __all__ = [
     "DeepSurvival",
     "SurvivalNet",
     "concordance_index",
+    "CTReadError",
+    "WeightsMismatchError",
 ]

@@ -1,7 +1,8 @@
 """Data: MEDS event IO, imaging IO and the synthetic cohort generator."""
 
+from ..exceptions import CTReadError
 from ._cohort import load_cohort_folder
-from ._imaging import CTReadError, load_ct_volume, write_dicom_series, write_nifti
+from ._imaging import load_ct_volume, write_dicom_series, write_nifti
 from ._meds import MEDS_COLUMNS, MEDSEvents, read_meds, validate_cohort
 from ._synthetic import make_synthetic_cohort
 

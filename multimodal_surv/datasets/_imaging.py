@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exceptions import CTReadError
+
 __all__ = [
     "CTReadError",
     "load_ct_volume",
@@ -20,14 +22,6 @@ __all__ = [
 ]
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
-
-
-class CTReadError(ValueError):
-    """A CT reference could not be read as one finite 3-D volume.
-
-    Subclasses :class:`ValueError`; the message names the reference, what was
-    wrong and what to do about it.
-    """
 
 
 def _describe(ref) -> str:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import copy
-import logging
 import numbers
 import os
 import warnings
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
@@ -18,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._hints import closest_match
-from ..datasets._imaging import CTReadError, load_ct_volume
+from ..exceptions import CTReadError
 from ._cache import EmbeddingCache, content_hash, fingerprint
 from ._ct_backbones import (
     BACKBONE_DEFAULTS,
@@ -27,6 +25,8 @@ from ._ct_backbones import (
     load_state_dict_file,
     load_weights_strict,
 )
+from ._ct_inputs import _column, _is_missing
+from ._ct_loading import _collate, _CTDataset
 from ._ct_pretrain import (
     CompactCTNet,
     ResidualAutoencoder,
@@ -39,127 +39,7 @@ __all__ = ["CTEncoder"]
 
 _NAMED_BACKBONES = ("ssl", "ct-fm", "merlin")
 _AUTO = "auto"
-_RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 _POOLINGS = ("mean", "multiscale")
-
-
-class _DropMessage(logging.Filter):
-    """Drop one known, harmless log line (MONAI announces a missing GPU DICOM decoder
-    every time an image loader is built, i.e. once per volume)."""
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
-
-
-def _quiet_monai_dicom_plugin() -> None:
-    logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
-    if not any(isinstance(f, _DropMessage) for f in logger.filters):
-        logger.addFilter(_DropMessage("nvImageCodec is not available"))
-
-
-def _is_missing(ref) -> bool:
-    if ref is None:
-        return True
-    if isinstance(ref, np.ndarray):
-        return False
-    try:
-        return bool(pd.isna(ref))
-    except (TypeError, ValueError):
-        return False
-
-
-def _column(X) -> tuple[list, list[str] | None]:
-    """The single column of CT references, plus the input's column names."""
-    if isinstance(X, pd.DataFrame):
-        if X.shape[1] != 1:
-            raise ValueError(
-                f"CTEncoder takes exactly one column of CT references, got {X.shape[1]} "
-                f"columns {list(X.columns)}; select one, e.g. ColumnTransformer([('ct', "
-                "CTEncoder(), ['ct'])])"
-            )
-        return list(X.iloc[:, 0]), [str(c) for c in X.columns]
-    if isinstance(X, pd.Series):
-        return list(X), None
-    if isinstance(X, np.ndarray) and X.dtype != object and X.ndim >= 3:
-        raise ValueError(
-            f"X is a numeric array of shape {X.shape}; pass a list (or one-column "
-            "DataFrame) of 3-D volumes or paths, one per row"
-        )
-    if isinstance(X, np.ndarray) and X.ndim == 2:
-        if X.shape[1] != 1:
-            raise ValueError(
-                f"CTEncoder takes exactly one column of CT references, got {X.shape[1]}"
-            )
-        return list(X[:, 0]), None
-    if isinstance(X, list | tuple | np.ndarray):
-        return list(X), None
-    raise TypeError(
-        f"X of type {type(X).__name__} is not a column of CT references; pass a one-column "
-        "DataFrame, a Series or a list of NIfTI paths, DICOM folders or 3-D arrays"
-    )
-
-
-class _CTDataset(torch.utils.data.Dataset):
-    """Loads and preprocesses one reference per item; errors come back as text."""
-
-    def __init__(self, refs, indices, preprocessing: dict, max_voxels):
-        self.refs = refs
-        self.indices = indices
-        self.preprocessing = preprocessing
-        self.max_voxels = max_voxels
-        self._transform = None
-
-    def _build(self):
-        from monai.transforms import (
-            Compose,
-            CropForeground,
-            Orientation,
-            ResizeWithPadOrCrop,
-            ScaleIntensityRange,
-            Spacing,
-        )
-
-        _quiet_monai_dicom_plugin()
-        p = self.preprocessing
-        steps = []
-        if p["orientation"] is not None:
-            steps.append(Orientation(axcodes=p["orientation"], labels=_RAS_LABELS))
-        if p["spacing"] is not None:
-            steps.append(Spacing(pixdim=p["spacing"], mode="bilinear"))
-        if p["hu_window"] is not None:
-            lo, hi = p["hu_window"]
-            steps.append(ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
-        if p["crop_foreground"]:
-            steps.append(CropForeground(allow_smaller=True))
-        if p["spatial_size"] is not None:
-            steps.append(ResizeWithPadOrCrop(spatial_size=p["spatial_size"]))
-        return Compose(steps)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, item):
-        i = self.indices[item]
-        if self._transform is None:
-            self._transform = self._build()
-        try:
-            with warnings.catch_warnings():
-                # MONAI's optional GPU DICOM decoder announces its absence on every read.
-                warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
-                vol = load_ct_volume(self.refs[i], max_voxels=self.max_voxels)
-                vol = self._transform(vol)
-        except (CTReadError, OSError) as exc:
-            return i, None, str(exc)
-        vol = vol.as_tensor() if hasattr(vol, "as_tensor") else torch.as_tensor(vol)
-        return i, vol.float().contiguous(), None
-
-
-def _collate(items):
-    return items
 
 
 def _encode_shard(encoder, refs, keys):

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..exceptions import WeightsMismatchError
+
 __all__ = [
     "BACKBONE_DEFAULTS",
     "I3ResNet152",
@@ -30,10 +32,6 @@ __all__ = [
     "load_state_dict_file",
     "load_weights_strict",
 ]
-
-
-class WeightsMismatchError(ValueError):
-    """A state dict does not match the backbone it is loaded into."""
 
 
 # Preprocessing defaults as each model's authors specify them.

@@ -1,0 +1,90 @@
+"""Loading and preprocessing CT volumes for ``CTEncoder``: a torch Dataset and its collate."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import torch
+
+from ..datasets._imaging import load_ct_volume
+from ..exceptions import CTReadError
+
+_RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
+class _DropMessage(logging.Filter):
+    """Drop one known, harmless log line (MONAI announces a missing GPU DICOM decoder
+    every time an image loader is built, i.e. once per volume)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def _quiet_monai_dicom_plugin() -> None:
+    logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    if not any(isinstance(f, _DropMessage) for f in logger.filters):
+        logger.addFilter(_DropMessage("nvImageCodec is not available"))
+
+
+class _CTDataset(torch.utils.data.Dataset):
+    """Loads and preprocesses one reference per item; errors come back as text."""
+
+    def __init__(self, refs, indices, preprocessing: dict, max_voxels):
+        self.refs = refs
+        self.indices = indices
+        self.preprocessing = preprocessing
+        self.max_voxels = max_voxels
+        self._transform = None
+
+    def _build(self):
+        from monai.transforms import (
+            Compose,
+            CropForeground,
+            Orientation,
+            ResizeWithPadOrCrop,
+            ScaleIntensityRange,
+            Spacing,
+        )
+
+        _quiet_monai_dicom_plugin()
+        p = self.preprocessing
+        steps = []
+        if p["orientation"] is not None:
+            steps.append(Orientation(axcodes=p["orientation"], labels=_RAS_LABELS))
+        if p["spacing"] is not None:
+            steps.append(Spacing(pixdim=p["spacing"], mode="bilinear"))
+        if p["hu_window"] is not None:
+            lo, hi = p["hu_window"]
+            steps.append(ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
+        if p["crop_foreground"]:
+            steps.append(CropForeground(allow_smaller=True))
+        if p["spatial_size"] is not None:
+            steps.append(ResizeWithPadOrCrop(spatial_size=p["spatial_size"]))
+        return Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item):
+        i = self.indices[item]
+        if self._transform is None:
+            self._transform = self._build()
+        try:
+            with warnings.catch_warnings():
+                # MONAI's optional GPU DICOM decoder announces its absence on every read.
+                warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
+                vol = load_ct_volume(self.refs[i], max_voxels=self.max_voxels)
+                vol = self._transform(vol)
+        except (CTReadError, OSError) as exc:
+            return i, None, str(exc)
+        vol = vol.as_tensor() if hasattr(vol, "as_tensor") else torch.as_tensor(vol)
+        return i, vol.float().contiguous(), None
+
+
+def _collate(items):
+    return items
