@@ -1,4 +1,4 @@
-"""EHREncoder(method="counts") speed: vectorised transform vs a naive pandas group-by.
+"""EHRCountEncoder speed: vectorised transform vs a naive pandas group-by.
 
 Synthetic MEDS table (default 10 million events, 50k subjects, 200 codes, 20
 of them labs with values), one cohort row per subject with its prediction time
@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from multimodal_surv.datasets import MEDSEvents  # noqa: E402
-from multimodal_surv.datasets._meds import EventChunks  # noqa: E402
-from multimodal_surv.encoders import EHREncoder  # noqa: E402
+from multimodal_surv.datasets._events import EventChunks  # noqa: E402
+from multimodal_surv.encoders import EHRCountEncoder  # noqa: E402
 
 WINDOWS = ["30D", "365D", "ever"]
 
@@ -125,11 +125,11 @@ def main(argv=None):
     handle = MEDSEvents(events)
     rows = []
 
-    t_fit, enc = timed(lambda: EHREncoder(events=handle, windows=WINDOWS).fit(cohort))
+    t_fit, enc = timed(lambda: EHRCountEncoder(events=handle, windows=WINDOWS).fit(cohort))
     rows.append(("fit (first use: validate, sort check, build arrays, vocabulary)", t_fit, None))
     t_warm, ours = timed(lambda: enc.transform(cohort), repeat=3)
     rows.append(("transform, MEDSEvents handle (arrays cached)", t_warm, None))
-    raw = EHREncoder(events=events, windows=WINDOWS).fit(cohort)
+    raw = EHRCountEncoder(events=events, windows=WINDOWS).fit(cohort)
     t_cold, ours_raw = timed(lambda: raw.transform(cohort))
     rows.append(("transform, plain DataFrame (validates + builds arrays every call)", t_cold, None))
     # MEDS root folder (10 parquet shards of whole subjects): streamed in chunks of subjects.
@@ -138,7 +138,7 @@ def main(argv=None):
     (root / "data").mkdir()
     for k, part in enumerate(np.array_split(np.arange(n), 10)):
         events.iloc[part].to_parquet(root / "data" / f"{k}.parquet", index=False)
-    t_ffit, fenc = timed(lambda: EHREncoder(events=str(root), windows=WINDOWS).fit(cohort))
+    t_ffit, fenc = timed(lambda: EHRCountEncoder(events=str(root), windows=WINDOWS).fit(cohort))
     rows.append(("fit, MEDS folder (streamed: read + validate + arrays per chunk)", t_ffit, None))
     t_fold, ours_folder = timed(lambda: fenc.transform(cohort))
     n_chunks = len(EventChunks(str(root), cohort["subject_id"]))
@@ -162,11 +162,13 @@ def main(argv=None):
         raise SystemExit("MISMATCH between the MEDS folder and the in-memory path")
     print("outputs equal to the naive pandas version:", equal)
     if not equal:
-        raise SystemExit("MISMATCH between EHREncoder and the naive pandas reference")
+        raise SystemExit("MISMATCH between EHRCountEncoder and the naive pandas reference")
 
     if not args.skip_memory:
         mems = [
-            peak_mib(lambda: EHREncoder(events=MEDSEvents(events), windows=WINDOWS).fit(cohort)),
+            peak_mib(
+                lambda: EHRCountEncoder(events=MEDSEvents(events), windows=WINDOWS).fit(cohort)
+            ),
             peak_mib(lambda: enc.transform(cohort)),
             peak_mib(lambda: raw.transform(cohort)),
             None,  # Arrow buffers are invisible to tracemalloc: RSS in memory.md
@@ -185,7 +187,7 @@ def main(argv=None):
 
     out_mib = ours.nbytes / 2**20
     lines = [
-        "# EHREncoder counts speed",
+        "# EHRCountEncoder speed",
         "",
         f"{n:,} events ({n_used:,} at or before the prediction times), {len(cohort):,} cohort "
         f"rows, {enc.vocabulary_.size} codes, windows {WINDOWS} + last lab value -> "

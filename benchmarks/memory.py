@@ -4,7 +4,7 @@ Each scenario runs in its own Python process (so peaks never mix) and reports
 its baseline RSS (after imports and, where stated, after building the input),
 its peak RSS (``ru_maxrss``) and the difference:
 
-* ``ehr_counts``: ``EHREncoder(method="counts")`` fit + transform over a MEDS
+* ``ehr_counts``: ``EHRCountEncoder`` fit + transform over a MEDS
   root folder of parquet shards (10 million events by default, 100,000
   subjects, 2,000 codes, 10 shards), streamed in chunks of subjects; target:
   peak < 2 GB.
@@ -80,7 +80,7 @@ def write_meds(root: Path, n_events: int, n_subjects: int, n_shards: int = 10) -
 def scenario_ehr_counts(args) -> dict:
     import numpy as np
 
-    from multimodal_surv.encoders import EHREncoder
+    from multimodal_surv.encoders import EHRCountEncoder
 
     root = Path(args.workdir) / "meds"  # written by another process (see main)
     base = rss_mb()
@@ -92,10 +92,10 @@ def scenario_ehr_counts(args) -> dict:
     )
     import time
 
-    from multimodal_surv.datasets._meds import CHUNK_EVENTS, EventChunks
+    from multimodal_surv.datasets._events import CHUNK_EVENTS, EventChunks
 
     t0 = time.perf_counter()
-    enc = EHREncoder(str(root), windows=("365D", "ever"), max_features=128)
+    enc = EHRCountEncoder(str(root), windows=("365D", "ever"), max_features=128)
     emb = enc.fit(cohort).transform(cohort)
     wall = time.perf_counter() - t0
     n_chunks = len(EventChunks(str(root), cohort["subject_id"]))

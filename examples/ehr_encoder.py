@@ -4,8 +4,8 @@ Writes a small synthetic MEDS root (parquet shards under ``data/``) whose codes
 follow a temporal rule, with an outcome that depends on the most recent codes.
 Then:
 
-1. ``EHREncoder(method="counts")`` (windows 30D / 365D / ever, TF-IDF) and
-   ``EHREncoder(method="transformer")`` (next-code pretraining at ``fit``) are
+1. ``EHRCountEncoder`` (windows 30D / 365D / ever, TF-IDF) and
+   ``EHRTransformerEncoder`` (next-code pretraining at ``fit``) are
    put in a ``ColumnTransformer`` -> ``ehr__`` columns -> a Cox model;
 2. the transformer is saved with ``save_pretrained`` and reloaded with
    ``from_pretrained`` (identical embeddings);
@@ -27,13 +27,13 @@ from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.util import Surv
 
 from multimodal_surv.datasets import read_meds
-from multimodal_surv.encoders import EHREncoder
+from multimodal_surv.encoders import EHRCountEncoder, EHRTransformerEncoder
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="300 subjects, 3 pretraining epochs")
 args = parser.parse_args()
 n_subjects = 300 if args.quick else 1500
-n_epochs = 3 if args.quick else 10
+pretrain_epochs = 3 if args.quick else 10
 
 # -- a MEDS root folder: 30 codes, next = (7 * previous + 3) mod 30 with p = 0.8 -----
 rng = np.random.default_rng(0)
@@ -71,10 +71,10 @@ y = Surv.from_arrays(t_event <= t_cens, np.minimum(t_event, t_cens))
 train = np.arange(n_subjects) < int(0.6 * n_subjects)
 
 encoders = {
-    "counts (ever)": EHREncoder(events=root, windows=["ever"], numeric=None),
-    "counts (30D/365D/ever, tf-idf)": EHREncoder(events=root, tfidf=True, numeric=None),
-    "transformer": EHREncoder(
-        events=root, method="transformer", n_epochs=n_epochs, random_state=0, verbose=True
+    "counts (ever)": EHRCountEncoder(events=root, windows=["ever"], numeric=None),
+    "counts (30D/365D/ever, tf-idf)": EHRCountEncoder(events=root, tfidf=True, numeric=None),
+    "transformer": EHRTransformerEncoder(
+        events=root, pretrain_epochs=pretrain_epochs, random_state=0, verbose=1
     ),
 }
 for name, enc in encoders.items():
@@ -91,7 +91,7 @@ for name, enc in encoders.items():
 fitted = model[0].named_transformers_["ehr"]
 folder = Path(tempfile.mkdtemp()) / "ehr_model"
 fitted.save_pretrained(folder)
-reloaded = EHREncoder.from_pretrained(folder, events=root)
+reloaded = EHRTransformerEncoder.from_pretrained(folder, events=root)
 same = np.array_equal(reloaded.transform(cohort), fitted.transform(cohort))
 print(f"saved to {folder} ({sorted(p.name for p in folder.iterdir())}); reload identical: {same}")
 if not same:

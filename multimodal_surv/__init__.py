@@ -6,6 +6,7 @@ conventions, so ``Pipeline``, ``GridSearchCV``, ``clone`` and the concordance
 scorers work unchanged.
 """
 
+from .encoders import CTEncoder, EHRCountEncoder, EHRTransformerEncoder, make_multimodal_encoder
 from .exceptions import CTReadError, WeightsMismatchError
 from .metrics import concordance_index
 from .models import (
@@ -20,6 +21,10 @@ from .models import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CTEncoder",
+    "EHRCountEncoder",
+    "EHRTransformerEncoder",
+    "make_multimodal_encoder",
     "CoAttentionFusionSurvival",
     "ContrastiveFusionSurvival",
     "CrossAttentionFusionSurvival",

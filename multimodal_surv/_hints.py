@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 
-__all__ = ["closest_match"]
+__all__ = ["closest_match", "did_you_mean"]
 
 
 def closest_match(name, candidates):
@@ -20,3 +20,17 @@ def closest_match(name, candidates):
     by_lower = {str(c).lower(): str(c) for c in candidates}
     close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1)
     return by_lower[close[0]] if close else None
+
+
+def did_you_mean(name, candidates) -> str:
+    """``" Did you mean 'x'?"`` for the closest candidate, or ``""``.
+
+    Examples
+    --------
+    >>> did_you_mean("evnt", ["event", "time"])
+    " Did you mean 'event'?"
+    >>> did_you_mean("xyz", ["event", "time"])
+    ''
+    """
+    close = closest_match(name, candidates)
+    return f" Did you mean {close!r}?" if close else ""

@@ -27,7 +27,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .encoders import CTEncoder, EHREncoder, make_multimodal_encoder
+from .encoders import CTEncoder, EHRCountEncoder, EHRTransformerEncoder, make_multimodal_encoder
 from .metrics import concordance_index
 from .models import (
     CoAttentionFusionSurvival,
@@ -93,7 +93,7 @@ def encode_cohort(data, *, quick=False, random_state=0, cache_dir=None, progress
         verbose=progress,
         random_state=random_state,
     )
-    counts = EHREncoder(data.meds_root, method="counts", on_empty="zeros")
+    counts = EHRCountEncoder(data.meds_root)
     _log("encoding CT (self-supervised backbone) and EHR counts", progress)
     encoder = make_multimodal_encoder(ct=ct, ehr=counts)
     encoder.fit(cohort[train])
@@ -101,12 +101,10 @@ def encode_cohort(data, *, quick=False, random_state=0, cache_dir=None, progress
     ct_cols = [c for c in both.columns if c.startswith("ct__")]
     ehr_cols = [c for c in both.columns if c.startswith("ehr__")]
     _log("pretraining the EHR transformer (next-code prediction)", progress)
-    transformer = EHREncoder(
+    transformer = EHRTransformerEncoder(
         data.meds_root,
-        method="transformer",
-        n_epochs=2 if quick else 5,
-        on_empty="zeros",
-        verbose=progress,
+        pretrain_epochs=2 if quick else 5,
+        verbose=int(progress),
         random_state=random_state,
     )
     ehr_fm = make_multimodal_encoder(ehr=transformer).fit(cohort[train]).transform(cohort)

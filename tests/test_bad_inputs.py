@@ -20,7 +20,12 @@ from multimodal_surv import (
 )
 from multimodal_surv.cli import main
 from multimodal_surv.datasets import CTReadError, load_cohort_folder, write_nifti
-from multimodal_surv.encoders import CTEncoder, EHREncoder, make_multimodal_encoder
+from multimodal_surv.encoders import (
+    CTEncoder,
+    EHRCountEncoder,
+    EHRTransformerEncoder,
+    make_multimodal_encoder,
+)
 
 FUSIONS = [
     LateFusionSurvival,
@@ -175,11 +180,11 @@ EVENTS = pd.DataFrame(
 COHORT = pd.DataFrame({"subject_id": [1, 2], "prediction_time": pd.to_datetime(["2021-01-01"] * 2)})
 
 EHR_CASES = {
-    "method typo": (
-        dict(method="count"),
+    "on_error typo": (
+        dict(on_error="nans"),
         COHORT,
         InvalidParameterError,
-        r"'method' .* Got 'count'",
+        r"'on_error' .* Got 'nans'",
     ),
     "window not a duration": (
         dict(windows=["30 parsecs"]),
@@ -201,7 +206,12 @@ EHR_CASES = {
         TypeError,
         r"cohort column 'subject_id' must hold integers .* got dtype float64",
     ),
-    "empty cohort": ({}, COHORT.iloc[:0], ValueError, r"cohort passed to EHREncoder.fit has no"),
+    "empty cohort": (
+        {},
+        COHORT.iloc[:0],
+        ValueError,
+        r"cohort passed to EHRCountEncoder.fit has no",
+    ),
     "duplicated cohort rows": (
         {},
         pd.concat([COHORT, COHORT]),
@@ -245,15 +255,15 @@ EHR_CASES = {
         r"MEDS root folder '/nonexistent/meds' does not exist",
     ),
     "events of wrong type": (dict(events=5), COHORT, InvalidParameterError, r"'events'"),
-    "no events": ({"events": None}, COHORT, ValueError, r"EHREncoder needs events"),
+    "no events": ({"events": None}, COHORT, ValueError, r"EHRCountEncoder needs events"),
     "transformer weights missing": (
-        dict(method="transformer", weights="/nonexistent"),
+        dict(transformer=True, weights="/nonexistent"),
         COHORT,
         ValueError,
         r"weights folder '/nonexistent' does not exist; pass a folder written by",
     ),
     "heads do not divide the width": (
-        dict(method="transformer", hidden_size=10, n_heads=3, n_epochs=1),
+        dict(transformer=True, hidden_size=10, n_heads=3, pretrain_epochs=1),
         COHORT,
         ValueError,
         r"hidden_size=10 is not divisible by n_heads=3",
@@ -265,23 +275,24 @@ EHR_CASES = {
 def test_ehr_encoder_rejects(case):
     params, cohort, exc, match = EHR_CASES[case]
     params = {"events": EVENTS, **params}
+    cls = EHRTransformerEncoder if params.pop("transformer", False) else EHRCountEncoder
     with pytest.raises(exc, match=match):
-        EHREncoder(**params).fit(cohort)
+        cls(**params).fit(cohort)
 
 
 def test_ehr_history_before_every_event():
     early = COHORT.assign(prediction_time=pd.to_datetime(["1990-01-01"] * 2))
-    with pytest.raises(ValueError, match=r"2 cohort row\(s\) have no events at or before"):
-        EHREncoder(EVENTS, on_empty="error").fit_transform(early)
-    # documented missing-modality behaviour
-    assert np.isnan(EHREncoder(EVENTS, on_empty="nan").fit_transform(early)).all()
+    # documented: no history is zero counts, a valid encoding (no error, no NaN)
+    enc = EHRCountEncoder(EVENTS, windows=["ever"], numeric=None)
+    np.testing.assert_array_equal(enc.fit_transform(early), np.zeros((2, 1)))  # <unk> only
+    assert enc.n_empty_ == 2
 
 
 def test_ehr_transformer_garbage_weights_folder(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ValueError, match=r"does not hold a compatible model"):
-        EHREncoder(EVENTS, method="transformer", weights=tmp_path).fit(COHORT)
+        EHRTransformerEncoder(EVENTS, weights=tmp_path).fit(COHORT)
 
 
 # ---------------------------------------------------------------- CT encoder

@@ -1,4 +1,4 @@
-"""EHREncoder: counts vs a naive pandas reference, leakage, errors, sklearn composition."""
+"""EHR encoders: counts vs a naive pandas reference, leakage, errors, sklearn composition."""
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.util import Surv
 
 from multimodal_surv.datasets import MEDSEvents
-from multimodal_surv.encoders import EHREncoder
+from multimodal_surv.encoders import EHRCountEncoder, EHRTransformerEncoder
 from multimodal_surv.encoders._ehr_transformer import unigram_perplexity
 
 CODES = [f"C{j:02d}" for j in range(12)]
@@ -86,9 +86,14 @@ def naive_counts(events, fit_cohort, cohort, windows, min_count=1, max_features=
     last = last.reindex(index=range(m), columns=numeric_codes)
     last = last.fillna(fill.reindex(numeric_codes)).to_numpy(float)
     out = np.hstack(blocks + [last])
-    empty = ~np.isin(np.arange(m), merged.row.unique())
-    out[empty] = 0.0
+    # rows without history: zero counts, numeric columns at the fill (no special case)
     return out, vocab, numeric_codes
+
+
+def assert_counts_equal(got, want, n_counts):
+    """Counts exactly; numeric columns to the last bits (the fill is a mean)."""
+    np.testing.assert_array_equal(got[:, :n_counts], want[:, :n_counts])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +104,7 @@ def test_counts_match_naive_pandas(windows, min_count, max_features):
     events = random_events()
     fit_cohort = random_cohort(seed=1)
     cohort = random_cohort(seed=2)
-    enc = EHREncoder(
+    enc = EHRCountEncoder(
         events=events, windows=windows, min_count=min_count, max_features=max_features
     ).fit(fit_cohort)
     want, vocab, numeric_codes = naive_counts(
@@ -109,17 +114,17 @@ def test_counts_match_naive_pandas(windows, min_count, max_features):
     assert list(enc.numeric_codes_) == numeric_codes
     got = enc.transform(cohort)
     assert got.shape == want.shape
-    np.testing.assert_array_equal(got, want)
+    assert_counts_equal(got, want, len(windows) * (len(vocab) + 1))
     # same through the sparse path and through a shared MEDSEvents handle
     sparse = clone(enc).set_params(sparse_output=True).fit(fit_cohort).transform(cohort)
-    np.testing.assert_array_equal(sparse.toarray(), want)
+    np.testing.assert_array_equal(sparse.toarray(), got)
     shared = clone(enc).set_params(events=MEDSEvents(events)).fit(fit_cohort).transform(cohort)
-    np.testing.assert_array_equal(shared, want)
+    np.testing.assert_array_equal(shared, got)
 
 
 def test_transformer_streamed_from_folder_matches_in_memory(tmp_path, monkeypatch):
     """The transformer's transform reads a MEDS folder chunk by chunk of subjects too."""
-    import multimodal_surv.datasets._meds as meds
+    import multimodal_surv.datasets._events as meds
 
     events = random_events(n_subjects=60, n_events=3000, seed=3)
     events = events.sort_values("subject_id", kind="stable").reset_index(drop=True)
@@ -129,21 +134,19 @@ def test_transformer_streamed_from_folder_matches_in_memory(tmp_path, monkeypatc
         frac=1.0, random_state=0
     )
     cohort = cohort.drop_duplicates(["subject_id", "prediction_time"])
-    enc = EHREncoder(
+    enc = EHRTransformerEncoder(
         events=events,
-        method="transformer",
         hidden_size=16,
         n_layers=1,
         n_heads=2,
-        n_epochs=1,
-        on_empty="nan",
+        pretrain_epochs=1,
         random_state=0,
     ).fit(fit_cohort)
     in_memory = enc.transform(cohort)
     counts = (enc.n_unknown_events_, enc.n_empty_)
     monkeypatch.setattr(meds, "CHUNK_EVENTS", 300)  # about 10 chunks
     assert len(meds.EventChunks(str(root), cohort.subject_id)) >= 8
-    import multimodal_surv.encoders._ehr as ehr_module
+    import multimodal_surv.encoders._ehr_transformer_encoder as ehr_module
 
     def no_whole_read(*args, **kwargs):
         raise AssertionError("transform read every event at once instead of by chunk")
@@ -162,8 +165,8 @@ def test_counts_read_from_meds_folder(tmp_path):
     for k, part in enumerate(np.array_split(np.arange(len(events)), 4)):
         events.iloc[part].to_parquet(tmp_path / "data" / f"shard{k}.parquet", index=False)
     cohort = random_cohort()
-    a = EHREncoder(events=tmp_path).fit(cohort).transform(cohort)
-    b = EHREncoder(events=events).fit(cohort).transform(cohort)
+    a = EHRCountEncoder(events=tmp_path).fit(cohort).transform(cohort)
+    b = EHRCountEncoder(events=events).fit(cohort).transform(cohort)
     # shuffled shards: ties in time may be ordered differently, which changes
     # nothing for counts; the last numeric value at a tie could, so compare counts.
     n_counts = 3 * (12 + 1)
@@ -180,7 +183,7 @@ def _write_shards(root, events, n_shards):
 @pytest.mark.parametrize("by_subject", [False, True])
 def test_counts_streamed_from_folder_bit_identical(tmp_path, monkeypatch, by_subject):
     """A MEDS folder is read in chunks of subjects; results equal the in-memory path."""
-    import multimodal_surv.datasets._meds as meds
+    import multimodal_surv.datasets._events as meds
 
     events = random_events(n_subjects=60, n_events=3000, seed=3)
     if by_subject:  # MEDS layout: each shard holds whole subjects
@@ -204,10 +207,10 @@ def test_counts_streamed_from_folder_bit_identical(tmp_path, monkeypatch, by_sub
         {"min_count": 5, "max_features": 6},
         {"sparse_output": True},
         {"tfidf": True, "n_components": 3},
-        {"on_empty": "nan", "windows": ["90D", "ever"]},
+        {"windows": ["90D", "ever"]},
     ]:
-        a = EHREncoder(events=str(root), **params).fit(fit_cohort)
-        b = EHREncoder(events=events, **params).fit(fit_cohort)
+        a = EHRCountEncoder(events=str(root), **params).fit(fit_cohort)
+        b = EHRCountEncoder(events=events, **params).fit(fit_cohort)
         np.testing.assert_array_equal(a.vocabulary_, b.vocabulary_)
         assert a.featurizer_.numeric_fill_.tobytes() == b.featurizer_.numeric_fill_.tobytes()
         assert a.n_empty_ == b.n_empty_
@@ -217,7 +220,7 @@ def test_counts_streamed_from_folder_bit_identical(tmp_path, monkeypatch, by_sub
         assert ga.tobytes() == gb.tobytes()
         assert (a.n_unknown_events_, a.n_empty_) == (b.n_unknown_events_, b.n_empty_)
     want, vocab, _ = naive_counts(events, fit_cohort, cohort, ["30D", "365D", "ever"])
-    got = EHREncoder(events=root).fit(fit_cohort).transform(cohort)
+    got = EHRCountEncoder(events=root).fit(fit_cohort).transform(cohort)
     n_counts = 3 * (len(vocab) + 1)
     np.testing.assert_array_equal(got[:, :n_counts], want[:, :n_counts])
     # last values are copied; the fill (a mean) may differ from pandas' in the last bit
@@ -229,11 +232,11 @@ def test_tfidf_and_svd():
     cohort = random_cohort()
     want, _, numeric = naive_counts(events, cohort, cohort, ["30D", "365D", "ever"])
     n_counts = want.shape[1] - len(numeric)
-    enc = EHREncoder(events=events, tfidf=True).fit(cohort)
+    enc = EHRCountEncoder(events=events, tfidf=True).fit(cohort)
     ref = TfidfTransformer().fit(want[:, :n_counts]).transform(want[:, :n_counts]).toarray()
     got = enc.transform(cohort)
     np.testing.assert_allclose(got[:, :n_counts], ref, rtol=1e-12, atol=1e-12)
-    svd = EHREncoder(events=events, tfidf=True, n_components=4).fit(cohort)
+    svd = EHRCountEncoder(events=events, tfidf=True, n_components=4).fit(cohort)
     z = svd.transform(cohort)
     assert z.shape == (len(cohort), 4 + len(numeric))
     np.testing.assert_allclose(z[:, :4], svd.svd_.transform(ref), rtol=1e-10, atol=1e-10)
@@ -268,10 +271,10 @@ def _later_events(events, cohort, seed=5):
 def test_counts_no_leakage_and_event_at_prediction_time_used():
     events = random_events()
     cohort = random_cohort()
-    enc = EHREncoder(events=events).fit(cohort)
+    enc = EHRCountEncoder(events=events).fit(cohort)
     more = _later_events(events, cohort)
     a = enc.transform(cohort)
-    b = EHREncoder(events=more).fit(cohort).transform(cohort)
+    b = EHRCountEncoder(events=more).fit(cohort).transform(cohort)
     assert a.tobytes() == b.tobytes()
     # an event exactly at prediction_time counts in every window
     one = pd.DataFrame(
@@ -284,35 +287,28 @@ def test_counts_no_leakage_and_event_at_prediction_time_used():
     )
     at = pd.DataFrame({"subject_id": [0], "prediction_time": [pd.Timestamp("2021-01-01")]})
     before = at.assign(prediction_time=at.prediction_time - pd.Timedelta("1us"))
-    enc = EHREncoder(events=one, windows=["30D", "ever"], on_empty="nan").fit(at)
+    enc = EHRCountEncoder(events=one, windows=["30D", "ever"]).fit(at)
     np.testing.assert_array_equal(enc.transform(at), [[1.0, 0.0, 1.0, 0.0]])
-    assert np.isnan(enc.transform(before)).all()
+    np.testing.assert_array_equal(enc.transform(before), [[0.0, 0.0, 0.0, 0.0]])
+    assert enc.n_empty_ == 1
 
 
-def test_on_empty_and_unknown_codes():
+def test_empty_history_and_unknown_codes():
     events = random_events()
     cohort = random_cohort()  # subjects 40..42 have no events at all
     hist = cohort.merge(events, on="subject_id", how="left").query("time <= prediction_time")
     empty = ~cohort.subject_id.isin(hist.subject_id)
     n_empty = int(empty.sum())
     assert n_empty > 3
-    z = EHREncoder(events=events, on_empty="zeros").fit(cohort).transform(cohort)
+    enc = EHRCountEncoder(events=events, numeric=None).fit(cohort)
+    z = enc.transform(cohort)
+    # no history = zero counts, a valid encoding (not an error, not NaN)
     assert (z[empty.to_numpy()] == 0).all() and (z[~empty.to_numpy()] != 0).any(axis=1).all()
-    enc = EHREncoder(events=events, on_empty="nan").fit(cohort)
-    n = enc.transform(cohort)
-    assert np.isnan(n[empty.to_numpy()]).all() and not np.isnan(n[~empty.to_numpy()]).any()
-    assert enc.n_empty_ == n_empty
-    first = int(cohort.subject_id[empty].iloc[0])
-    with pytest.raises(
-        ValueError,
-        match=rf"{n_empty} cohort row\(s\) have no events at or before their prediction_time "
-        rf"\(first: subject_id={first},",
-    ):
-        EHREncoder(events=events, on_empty="error").fit(cohort).transform(cohort)
+    assert enc.n_empty_ == n_empty and enc.n_errors_ == 0
     # unseen codes go to <unk> and are counted
     new = events.assign(code=events.code.where(events.index % 10 != 0, "NEW/CODE"))
-    enc = EHREncoder(events=events, windows=["ever"], numeric=None).fit(cohort)
-    out = EHREncoder.transform(enc.set_params(events=new), cohort)
+    enc = EHRCountEncoder(events=events, windows=["ever"], numeric=None).fit(cohort)
+    out = EHRCountEncoder.transform(enc.set_params(events=new), cohort)
     n_unknown = int(
         cohort.merge(new, on="subject_id")
         .query("time <= prediction_time")
@@ -326,8 +322,8 @@ def test_on_empty_and_unknown_codes():
 @pytest.mark.parametrize(
     ("params", "cohort_fn", "exc", "match"),
     [
-        ({"events": None}, None, ValueError, "EHREncoder needs events"),
-        ({"method": "bert"}, None, ValueError, "'method' parameter of EHREncoder must be"),
+        ({"events": None}, None, ValueError, "EHRCountEncoder needs events"),
+        ({"on_error": "zeros"}, None, ValueError, "'on_error' parameter of EHRCountEncoder"),
         ({"windows": ["30 days please"]}, None, ValueError, "window '30 days please' is not"),
         ({"windows": ["-5D"]}, None, ValueError, "must be a positive duration"),
         (
@@ -353,26 +349,26 @@ def test_bad_inputs(params, cohort_fn, exc, match):
     if cohort_fn is not None:
         cohort = cohort_fn(cohort)
     with pytest.raises(exc, match=match):
-        EHREncoder(**params).fit(cohort)
+        EHRCountEncoder(**params).fit(cohort)
 
 
 def test_bad_events_tables():
     cohort = random_cohort()
     ev = random_events()
     with pytest.raises(ValueError, match=r"missing required column\(s\) \['time'\]"):
-        EHREncoder(events=ev.drop(columns="time")).fit(cohort)
+        EHRCountEncoder(events=ev.drop(columns="time")).fit(cohort)
     with pytest.raises(TypeError, match="'numeric_value' must be numeric"):
-        EHREncoder(events=ev.assign(numeric_value="1.0")).fit(cohort)
+        EHRCountEncoder(events=ev.assign(numeric_value="1.0")).fit(cohort)
     with pytest.raises(ValueError, match="events table is empty"):
-        EHREncoder(events=ev.iloc[:0]).fit(cohort)
+        EHRCountEncoder(events=ev.iloc[:0]).fit(cohort)
     with pytest.raises(ValueError, match="cannot be parsed as datetimes"):
-        EHREncoder(events=ev.assign(time="31/31/2020")).fit(cohort)
+        EHRCountEncoder(events=ev.assign(time="31/31/2020")).fit(cohort)
 
 
 def test_column_transformer_and_clone_shares_events():
     events = MEDSEvents(random_events())
     cohort = random_cohort().assign(ct="scan.nii.gz")
-    enc = EHREncoder(events=events, windows=["ever"])
+    enc = EHRCountEncoder(events=events, windows=["ever"])
     assert clone(enc).events is events  # handle shared, never copied
     ct = ColumnTransformer([("ehr", enc, ["subject_id", "prediction_time"])]).set_output(
         transform="pandas"
@@ -424,7 +420,7 @@ def last_event_cohort(events):
 def pretrained():
     train = rule_corpus(200, 0)
     cohort = last_event_cohort(train)
-    enc = EHREncoder(events=train, method="transformer", random_state=0).fit(cohort)
+    enc = EHRTransformerEncoder(events=train, random_state=0).fit(cohort)
     return enc, train, cohort
 
 
@@ -452,12 +448,12 @@ def test_transformer_save_load_round_trip(pretrained, tmp_path):
         "model.safetensors",
         "vocabulary.json",
     ]
-    loaded = EHREncoder.from_pretrained(tmp_path / "m", events=train)
+    loaded = EHRTransformerEncoder.from_pretrained(tmp_path / "m", events=train)
     assert loaded.transform(cohort).tobytes() == z.tobytes()
     refit = clone(loaded).fit(cohort)  # weights=folder: fit reloads, no pretraining
     assert refit.transform(cohort).tobytes() == z.tobytes()
     # last-k token output: the final token is the vector embedding
-    tok = EHREncoder.from_pretrained(tmp_path / "m", events=train, n_tokens=3)
+    tok = EHRTransformerEncoder.from_pretrained(tmp_path / "m", events=train, n_tokens=3)
     zt = tok.transform(cohort)
     assert list(tok.get_feature_names_out()[[0, 64, 191]]) == ["t0_0", "t1_0", "t2_63"]
     np.testing.assert_array_equal(zt[:, 128:], z)
@@ -468,38 +464,41 @@ def test_transformer_reproducible_and_no_leakage():
     rng = np.random.default_rng(0)
     cut = events.groupby("subject_id").time.apply(lambda s: s.iloc[rng.integers(5, 20)])
     cohort = cut.rename("prediction_time").reset_index()
-    params = {"method": "transformer", "n_epochs": 2, "random_state": 7}
-    a = EHREncoder(events=events, **params).fit(cohort).transform(cohort)
-    b = EHREncoder(events=events, **params).fit(cohort).transform(cohort)
+    params = {"pretrain_epochs": 2, "random_state": 7}
+    a = EHRTransformerEncoder(events=events, **params).fit(cohort).transform(cohort)
+    b = EHRTransformerEncoder(events=events, **params).fit(cohort).transform(cohort)
     assert a.tobytes() == b.tobytes()
-    c = EHREncoder(events=events, **{**params, "random_state": 8}).fit(cohort).transform(cohort)
+    c = (
+        EHRTransformerEncoder(events=events, **{**params, "random_state": 8})
+        .fit(cohort)
+        .transform(cohort)
+    )
     assert not np.allclose(a, c)
     # later events (and unseen codes) change neither pretraining nor embeddings
     more = _later_events(events, cohort)
-    d = EHREncoder(events=more, **params).fit(cohort).transform(cohort)
+    d = EHRTransformerEncoder(events=more, **params).fit(cohort).transform(cohort)
     assert d.tobytes() == a.tobytes()
     # an event exactly at the prediction time is used
     sid = int(cohort.subject_id[0])
     pt = cohort.prediction_time[0]
     at = pd.DataFrame({"subject_id": [sid], "time": [pt], "code": ["R/05"], "numeric_value": [1.0]})
-    enc = EHREncoder(events=events, **params).fit(cohort)
-    with_at = EHREncoder.transform(enc.set_params(events=pd.concat([events, at])), cohort)
+    enc = EHRTransformerEncoder(events=events, **params).fit(cohort)
+    with_at = enc.set_params(events=pd.concat([events, at])).transform(cohort)
     assert not np.array_equal(with_at[0], a[0])
     np.testing.assert_array_equal(with_at[1:], a[1:])
 
 
-def test_transformer_on_empty_and_column_transformer(pretrained):
+def test_transformer_empty_history_and_column_transformer(pretrained):
     enc, train, cohort = pretrained
     early = cohort.assign(prediction_time=T0 - pd.Timedelta("1D"))
     both = pd.concat([cohort.iloc[:3], early.iloc[3:5]], ignore_index=True)
-    z = enc.set_params(on_empty="nan").transform(both)
-    assert np.isnan(z[3:]).all() and np.isfinite(z[:3]).all()
-    assert (enc.set_params(on_empty="zeros").transform(both)[3:] == 0).all()
-    with pytest.raises(ValueError, match=r"2 cohort row\(s\) have no events"):
-        enc.set_params(on_empty="error").transform(both)
-    enc.set_params(on_empty="zeros")
+    z = enc.transform(both)
+    # no history: the model's <bos> state, the same finite vector for every such row
+    assert np.isfinite(z).all() and enc.n_empty_ == 2
+    np.testing.assert_array_equal(z[3], z[4])
+    assert not np.allclose(z[3], 0) and not np.allclose(z[3], z[0])
     ct = ColumnTransformer(
-        [("ehr", clone(enc).set_params(n_epochs=1), ["subject_id", "prediction_time"])]
+        [("ehr", clone(enc).set_params(pretrain_epochs=1), ["subject_id", "prediction_time"])]
     ).set_output(transform="pandas")
     out = ct.fit_transform(cohort.assign(ct="x.nii.gz"))
     assert list(out.columns[:2]) == ["ehr__x0", "ehr__x1"] and out.shape == (len(cohort), 64)
@@ -507,7 +506,7 @@ def test_transformer_on_empty_and_column_transformer(pretrained):
 
 def test_transformer_bad_weights(pretrained, tmp_path):
     enc, train, cohort = pretrained
-    fit = EHREncoder(events=train, method="transformer", weights=tmp_path / "none")
+    fit = EHRTransformerEncoder(events=train, weights=tmp_path / "none")
     with pytest.raises(ValueError, match="weights folder .*none' does not exist"):
         fit.fit(cohort)
     (tmp_path / "empty").mkdir()
@@ -532,7 +531,7 @@ def test_transformer_bad_weights(pretrained, tmp_path):
         fit.set_params(weights=other).fit(cohort)
     # right format, weights of another size
     enc.save_pretrained(tmp_path / "m")
-    small = EHREncoder(events=train, method="transformer", hidden_size=32, n_epochs=1)
+    small = EHRTransformerEncoder(events=train, hidden_size=32, pretrain_epochs=1)
     small.fit(cohort).save_pretrained(tmp_path / "s")
     (tmp_path / "m" / "model.safetensors").write_bytes(
         (tmp_path / "s" / "model.safetensors").read_bytes()
@@ -563,8 +562,8 @@ def test_transformer_beats_ever_counts_on_recency_outcome():
         cox = make_pipeline(StandardScaler(), CoxPHSurvivalAnalysis(alpha=1.0))
         return cox.fit(z_tr, y[tr]).score(enc.transform(cohort[~tr]), y[~tr])
 
-    c_counts = held_out_c(EHREncoder(events=events, windows=["ever"], numeric=None))
-    c_transformer = held_out_c(EHREncoder(events=events, method="transformer", random_state=0))
+    c_counts = held_out_c(EHRCountEncoder(events=events, windows=["ever"], numeric=None))
+    c_transformer = held_out_c(EHRTransformerEncoder(events=events, random_state=0))
     # measured: counts-ever 0.504, transformer 0.684
     assert c_counts < 0.56
     assert c_transformer > c_counts + 0.08, (c_transformer, c_counts)
@@ -591,7 +590,7 @@ def test_grid_search_pipeline_with_deep_survival_shares_events():
             (
                 "enc",
                 ColumnTransformer(
-                    [("ehr", EHREncoder(events=handle), ["subject_id", "prediction_time"])]
+                    [("ehr", EHRCountEncoder(events=handle), ["subject_id", "prediction_time"])]
                 ).set_output(transform="pandas"),
             ),
             ("scale", StandardScaler().set_output(transform="pandas")),
@@ -608,7 +607,7 @@ def test_grid_search_pipeline_with_deep_survival_shares_events():
     z = best.named_steps["enc"].transform(cohort)
     assert all(c.startswith("ehr__x") for c in z.columns)
     windows = gs.best_params_["enc__ehr__windows"]
-    direct = EHREncoder(events=events, windows=windows).fit(cohort).transform(cohort)
+    direct = EHRCountEncoder(events=events, windows=windows).fit(cohort).transform(cohort)
     np.testing.assert_array_equal(z.to_numpy(), direct)
     assert np.isfinite(best.predict(cohort)).all()
 
@@ -629,19 +628,19 @@ def test_times_before_birth_rejected(tmp_path):
         r"code 'DX/A' at 2000-04-01 00:00:00 < birth at 2000-05-01 00:00:00\).*drop the "
         r"events that precede birth"
     )
-    for method in ("counts", "transformer"):
+    for enc in (EHRCountEncoder(events), EHRTransformerEncoder(events, pretrain_epochs=0)):
         with pytest.raises(ValueError, match=msg):
-            EHREncoder(events=events, method=method, n_epochs=0).fit(cohort)
+            enc.fit(cohort)
     root = _write_shards(tmp_path / "meds", events, 2)
     with pytest.raises(ValueError, match=msg):
-        EHREncoder(events=root).fit(cohort)
+        EHRCountEncoder(events=root).fit(cohort)
 
     # fixed: the early event dropped; static (null-time) events are not "before birth"
     ok = pd.concat(
         [events.drop(index=1), events.iloc[[2]].assign(time=pd.NaT, code="STATIC/X")],
         ignore_index=True,
     )
-    enc = EHREncoder(events=ok, windows=["ever"]).fit(cohort)
+    enc = EHRCountEncoder(events=ok, windows=["ever"]).fit(cohort)
     early = pd.DataFrame(
         {"subject_id": [2, 1], "prediction_time": pd.to_datetime(["1990-01-01", "2000-01-31"])}
     )
@@ -653,7 +652,7 @@ def test_times_before_birth_rejected(tmp_path):
     with pytest.raises(ValueError, match=msg):
         enc.transform(early)
     with pytest.raises(ValueError, match=msg):
-        EHREncoder(events=ok, windows=["ever"]).fit(early)
+        EHRCountEncoder(events=ok, windows=["ever"]).fit(early)
     # subject 2 has no birth event: an early prediction time is just an empty history
     np.testing.assert_array_equal(enc.transform(early.iloc[:1]), [[0.0, 0.0, 0.0, 0.0, 0.0]])
     # at birth exactly is fine
@@ -661,4 +660,4 @@ def test_times_before_birth_rejected(tmp_path):
     assert enc.transform(at_birth)[0, list(enc.vocabulary_).index("MEDS_BIRTH")] == 1.0
     root = _write_shards(tmp_path / "ok", ok, 2)
     with pytest.raises(ValueError, match=msg):
-        EHREncoder(events=root, windows=["ever"]).fit(cohort).transform(early)
+        EHRCountEncoder(events=root, windows=["ever"]).fit(cohort).transform(early)

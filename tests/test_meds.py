@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from multimodal_surv.datasets import MEDS_COLUMNS, MEDSEvents, read_meds, validate_cohort
-from multimodal_surv.datasets._meds import EventArrays
+from multimodal_surv.datasets._events import EventArrays
 
 
 def _events(n=50, seed=0):

@@ -22,7 +22,12 @@ from multimodal_surv import (
     LateFusionSurvival,
 )
 from multimodal_surv.datasets import write_nifti
-from multimodal_surv.encoders import CTEncoder, EHREncoder, make_multimodal_encoder
+from multimodal_surv.encoders import (
+    CTEncoder,
+    EHRCountEncoder,
+    EHRTransformerEncoder,
+    make_multimodal_encoder,
+)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "multimodal_surv"
 FUSIONS = [
@@ -75,7 +80,7 @@ def _pipeline(events, fusion):
             output="tokens",
             random_state=0,
         ),
-        EHREncoder(events, windows=("365D", "ever")),
+        EHRCountEncoder(events, windows=("365D", "ever")),
     )
     scaler = StandardScaler().set_output(transform="pandas")
     return make_pipeline(
@@ -123,13 +128,12 @@ def test_library_writes_safetensors_weights(tmp_path):
     cohort = pd.DataFrame(
         {"subject_id": [1, 2], "prediction_time": pd.to_datetime(["2021-01-01"] * 2)}
     )
-    enc = EHREncoder(
+    enc = EHRTransformerEncoder(
         events,
-        method="transformer",
         hidden_size=8,
         n_heads=2,
         n_layers=1,
-        n_epochs=1,
+        pretrain_epochs=1,
         random_state=0,
     ).fit(cohort)
     enc.save_pretrained(tmp_path / "model")
@@ -139,7 +143,7 @@ def test_library_writes_safetensors_weights(tmp_path):
 
     tensors = load_file(tmp_path / "model" / "model.safetensors")  # raises if not safetensors
     assert len(tensors) > 0
-    again = EHREncoder.from_pretrained(tmp_path / "model", events=events)
+    again = EHRTransformerEncoder.from_pretrained(tmp_path / "model", events=events)
     np.testing.assert_array_equal(again.transform(cohort), enc.transform(cohort))
 
 

@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sksurv.util import Surv
 
 from multimodal_surv import LateFusionSurvival
-from multimodal_surv.encoders import CTEncoder, EHREncoder
+from multimodal_surv.encoders import CTEncoder, EHRCountEncoder
 
 distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] not installed")
 
@@ -95,9 +95,9 @@ def test_ct_and_ehr_encoding_on_dask_equals_local(client, tmp_path):
     cohort = pd.DataFrame(
         {"subject_id": np.arange(300)[::-1].copy(), "prediction_time": pd.Timestamp("2019-01-01")}
     )
-    ehr = EHREncoder(events, windows=("365D", "ever"), tfidf=True).fit(cohort)
+    ehr = EHRCountEncoder(events, windows=("365D", "ever"), tfidf=True).fit(cohort)
     local_ehr = ehr.transform(cohort)
     with joblib.parallel_backend("dask"):
         remote_ehr = ehr.set_params(n_jobs=-1).transform(cohort)
     np.testing.assert_array_equal(local_ehr, remote_ehr)
-    assert ehr.n_empty_ == EHREncoder(events, windows=("ever",)).fit(cohort).n_empty_
+    assert ehr.n_empty_ == EHRCountEncoder(events, windows=("ever",)).fit(cohort).n_empty_

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from sklearn.utils import Bunch
 from sksurv.util import Surv
 
-from .._hints import closest_match
+from .._hints import did_you_mean
 
 __all__ = ["COHORT_COLUMNS", "SITES", "SPLITS", "load_cohort_folder"]
 
@@ -36,11 +36,6 @@ _COHORT_FILES = ("cohort.csv", "cohort.parquet")
 _ORACLE_FILE = "oracle.csv"
 _TRUE = {"1", "1.0", "true", "True", "TRUE"}
 _FALSE = {"0", "0.0", "false", "False", "FALSE"}
-
-
-def _did_you_mean(name: str, candidates) -> str:
-    close = closest_match(name, candidates)
-    return f" Did you mean {close!r}?" if close else ""
 
 
 def _first(values, k: int = 3) -> str:
@@ -140,7 +135,7 @@ def _parse_choice(values: pd.Series, where: str, column: str, allowed) -> np.nda
         raise ValueError(
             f"{where}: column {column!r} may only hold {list(allowed)}; "
             f"{int(bad.sum())} rows hold other values (first: {first!r})."
-            + _did_you_mean(first, allowed)
+            + did_you_mean(first, allowed)
         )
     return text.to_numpy(dtype=object)
 
@@ -193,7 +188,7 @@ def _check_meds_root(meds_root: Path) -> None:
             if column not in names:
                 raise ValueError(
                     f"{shard}: MEDS column {column!r} is missing (columns: {names})."
-                    + _did_you_mean(column, names)
+                    + did_you_mean(column, names)
                 )
 
 
@@ -203,7 +198,7 @@ def _read_oracle(path: Path, cohort: pd.DataFrame) -> tuple[np.ndarray, pd.DataF
         if column not in table.columns:
             raise ValueError(
                 f"{path}: column {column!r} is missing (columns: {list(table.columns)})."
-                + _did_you_mean(column, table.columns)
+                + did_you_mean(column, table.columns)
             )
     key = pd.DataFrame(
         {
@@ -295,7 +290,7 @@ def load_cohort_folder(root: str | os.PathLike) -> Bunch:
         )
     if not found:
         present = sorted(p.name for p in root.iterdir())
-        hint = _did_you_mean("cohort.csv", present) or _did_you_mean("cohort.parquet", present)
+        hint = did_you_mean("cohort.csv", present) or did_you_mean("cohort.parquet", present)
         raise ValueError(
             f"{root / 'cohort.csv'}: cohort table not found (folder holds: {present}); "
             "write one row per prediction to cohort.csv or cohort.parquet." + hint
@@ -309,7 +304,7 @@ def load_cohort_folder(root: str | os.PathLike) -> Bunch:
         if column not in table.columns:
             raise ValueError(
                 f"{where}: required column {column!r} is missing "
-                f"(columns: {list(table.columns)})." + _did_you_mean(column, table.columns)
+                f"(columns: {list(table.columns)})." + did_you_mean(column, table.columns)
             )
     table = table.reset_index(drop=True)
 

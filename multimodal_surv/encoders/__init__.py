@@ -2,10 +2,12 @@
 
 from ._compose import make_multimodal_encoder
 from ._ct import CTEncoder
-from ._ehr import EHREncoder
+from ._ehr_count_encoder import EHRCountEncoder
+from ._ehr_transformer_encoder import EHRTransformerEncoder
 
 __all__ = [
     "CTEncoder",
-    "EHREncoder",
+    "EHRCountEncoder",
+    "EHRTransformerEncoder",
     "make_multimodal_encoder",
 ]

@@ -19,7 +19,7 @@ def make_multimodal_encoder(ct=None, ehr=None, *, n_jobs=None):
     ----------
     ct : CTEncoder or None
         Encoder of the ``ct`` column; ``None`` leaves CT out.
-    ehr : EHREncoder or None
+    ehr : EHRCountEncoder, EHRTransformerEncoder or None
         Encoder of the EHR at each row's ``prediction_time``; ``None`` leaves
         EHR out.
     n_jobs : int or None
@@ -32,13 +32,13 @@ def make_multimodal_encoder(ct=None, ehr=None, *, n_jobs=None):
     Examples
     --------
     >>> import pandas as pd
-    >>> from multimodal_surv.encoders import EHREncoder, make_multimodal_encoder
+    >>> from multimodal_surv.encoders import EHRCountEncoder, make_multimodal_encoder
     >>> events = pd.DataFrame({"subject_id": [1, 1, 2], "code": ["A", "B", "A"],
     ...     "time": pd.to_datetime(["2020-01-01", "2020-06-01", "2020-02-01"]),
     ...     "numeric_value": [None, None, None]})
     >>> cohort = pd.DataFrame({"subject_id": [1, 2],
     ...     "prediction_time": pd.to_datetime(["2021-01-01", "2021-01-01"])})
-    >>> enc = make_multimodal_encoder(ehr=EHREncoder(events, windows=("ever",)))
+    >>> enc = make_multimodal_encoder(ehr=EHRCountEncoder(events, windows=("ever",)))
     >>> list(enc.fit_transform(cohort).columns)
     ['ehr__x0', 'ehr__x1', 'ehr__x2']
     """

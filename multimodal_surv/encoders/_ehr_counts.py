@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..datasets._meds import EventArrays
+from ..datasets._events import EventArrays
 
 __all__ = ["CodeCounter", "CountFeaturizer", "parse_windows", "expand_ranges"]
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets._meds import EventArrays
+from ..datasets._events import EventArrays
 from ._ehr_counts import expand_ranges
 
 __all__ = [
@@ -242,7 +242,7 @@ def _femr_hint(config: dict, folder: Path) -> str | None:
         "deviation gives plausible but wrong embeddings with no error, and the gated "
         "weights cannot be checked here. Compute CLMBR embeddings with femr in its own "
         "environment (it pins meds==0.3.3, xformers, nptyping==2.4.1 ...) and pass them "
-        "as 'ehr__' columns, or pretrain a model here with EHREncoder(method='transformer') "
+        "as 'ehr__' columns, or pretrain a model here with EHRTransformerEncoder "
         "and save_pretrained"
     )
 
@@ -262,7 +262,7 @@ def load_pretrained(folder):
 
     folder = Path(folder)
     fix = (
-        "pass a folder written by EHREncoder.save_pretrained (config.json, "
+        "pass a folder written by EHRTransformerEncoder.save_pretrained (config.json, "
         "model.safetensors, vocabulary.json)"
     )
     if not folder.is_dir():
