@@ -4,17 +4,27 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: demo test test-all lint install clean
+# torch is installed first, on its own, so that the package's `torch>=2.3`
+# is already met when the rest installs. The default pin is the CPU build
+# wherever pip's index serves a CPU wheel for it (as on this project's
+# machines); elsewhere choose the build:
+#   CPU build:   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+#   CUDA build:  make test TORCH=torch   (Linux wheels from PyPI are CUDA builds)
+#                or TORCH_INDEX=https://download.pytorch.org/whl/cu126 (one CUDA version)
+#   keep the torch already in .venv:  make test TORCH=
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+
+.PHONY: demo test test-all lint install docs clean
 
 install: $(STAMP)
 
-# torch is pinned and installed first: 2.13.0 is the CPU build available
-# offline; any other version would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(if $(TORCH),$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)")
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
@@ -33,5 +43,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The documentation site: user guide (docs/*.md), API reference, the examples
+# gallery (each example run at its --quick size) and the benchmark tables.
+# Warnings are errors. The site lands in docs/_build/html/index.html.
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "Site built: open docs/_build/html/index.html in a browser"
+
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache docs/_build docs/reference docs/auto_examples

@@ -1,4 +1,5 @@
 """Encode CT volumes (NIfTI and DICOM) with CTEncoder inside a ColumnTransformer.
+==============================================================================
 
 Writes a few synthetic CT volumes to a temporary folder (half as NIfTI, half as
 DICOM series), fits the offline self-supervised default, and prints the

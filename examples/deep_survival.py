@@ -1,4 +1,5 @@
 """DeepSurvival on a real cohort, next to scikit-survival's Cox model.
+===================================================================
 
 A Pipeline(StandardScaler, DeepSurvival) is tuned with GridSearchCV and
 scored with Harrell's C and the time-dependent Brier score, the same way as

@@ -1,4 +1,5 @@
 """EHR embeddings from a MEDS folder: counts vs a pretrained CLMBR-style transformer.
+==================================================================================
 
 Writes a small synthetic MEDS root (parquet shards under ``data/``) whose codes
 follow a temporal rule, with an outcome that depends on the most recent codes.
@@ -29,7 +30,7 @@ from sksurv.util import Surv
 from multimodal_surv.datasets import read_meds
 from multimodal_surv.encoders import EHRCountEncoder, EHRTransformerEncoder
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser = argparse.ArgumentParser(description="EHR embeddings from a MEDS folder.")
 parser.add_argument("--quick", action="store_true", help="300 subjects, 3 pretraining epochs")
 args = parser.parse_args()
 n_subjects = 300 if args.quick else 1500

@@ -1,4 +1,5 @@
 """Compare the four fusion strategies with the unimodal baselines on synthetic embeddings.
+=======================================================================================
 
 Run small:  python examples/fusion_strategies.py --quick   (= --n 200 --epochs 10)
 """

@@ -1,4 +1,5 @@
 """Write the synthetic CT + EHR cohort, read it back, and check where its signal lies.
+===================================================================================
 
 The cohort folder (NIfTI volumes, a MEDS root, cohort.csv, oracle.csv) is
 written with ``make_synthetic_cohort`` and read with ``load_cohort_folder``, the

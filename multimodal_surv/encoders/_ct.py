@@ -574,7 +574,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        embeddings : ndarray of shape (n_samples, n_features_out_), float32
+        embeddings : ndarray of shape (n_samples, n_features_out), float32
         """
         check_is_fitted(self, "backbone_")
         refs, names = _column(X)

@@ -1,0 +1,198 @@
+"""Sphinx helpers for the multimodal_surv site.
+
+When the configuration is read, this extension writes the pages that follow the code, so
+that a new public name, a new benchmark table or a new example appears on the
+site without editing the site:
+
+- ``reference/api.rst``: one section per public module (``multimodal_surv`` and
+  every subpackage or module without a leading underscore that has
+  ``__all__``), an autosummary table of its ``__all__``; each object is
+  documented once, in the deepest public module that exports it.
+- ``reference/benchmarks/*.md``: one page per ``benchmarks/results/*.md``.
+
+Any other page written in ``docs/`` is added to the user guide's table of
+contents after the pages that ``index.md`` lists. The extension also maps the repository-relative links that read well on a code host
+(``../examples/x.py``, ``../benchmarks/results/x.md``) onto the site's pages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1]
+ROOT = DOCS.parent
+PACKAGE = "multimodal_surv"
+GENERATED = DOCS / "reference"
+
+
+def gallery_argv(gallery_conf, script_vars):
+    """Command-line arguments of every gallery example: the small, fast size."""
+    return ["--quick"]
+
+
+def public_modules() -> list[str]:
+    """Dotted names of the package's public modules that declare ``__all__``."""
+    package = importlib.import_module(PACKAGE)
+    names = [PACKAGE]
+    for info in pkgutil.walk_packages(package.__path__, PACKAGE + "."):
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        if hasattr(importlib.import_module(info.name), "__all__"):
+            names.append(info.name)
+    return names
+
+
+def _homes(modules: list[str]) -> dict[int, str]:
+    """id(object) -> the deepest public module exporting it (its documented home)."""
+    homes: dict[int, str] = {}
+    for modname in sorted(modules, key=lambda m: m.count(".")):
+        module = importlib.import_module(modname)
+        for name in module.__all__:
+            homes[id(getattr(module, name))] = modname
+    return homes
+
+
+def _write(path: Path, text: str) -> None:
+    """Write only when the text changed (keeps Sphinx's incremental build)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def _first_line(obj) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def api_page() -> str:
+    modules = public_modules()
+    homes = _homes(modules)
+    top = importlib.import_module(PACKAGE)
+    lines = [
+        "API reference",
+        "=============",
+        "",
+        "Every public name of the package, generated from its numpydoc docstring.",
+        "Each object is documented once, in the module it is public from; the",
+        f"names below are also importable from ``{PACKAGE}`` itself.",
+        "",
+    ]
+    for name in top.__all__:
+        home = homes[id(getattr(top, name))]
+        lines.append(f"- :obj:`{PACKAGE}.{name} <{home}.{name}>`")
+    lines.append("")
+    for modname in modules:
+        module = importlib.import_module(modname)
+        own = [n for n in module.__all__ if homes[id(getattr(module, n))] == modname]
+        if not own:
+            continue
+        title = f":mod:`{modname}`"
+        summary = _first_line(module)
+        lines += [title, "-" * len(title), ""]
+        if summary:
+            lines += [summary, ""]
+        lines += [
+            f".. module:: {modname}",
+            "",
+            f".. currentmodule:: {modname}",
+            "",
+            ".. autosummary::",
+            "   :toctree: generated",
+            "   :nosignatures:",
+            "",
+        ]
+        lines += [f"   {n}" for n in own]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def benchmark_pages() -> dict[str, str]:
+    pages = {}
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*.md")):
+        text = path.read_text()
+        body = text.lstrip()
+        match = re.match(r"# (.+)\n", body)
+        if match:
+            title, body = match.group(1).strip(), body[match.end() :]
+        else:
+            title = path.stem.replace("_", " ").capitalize()
+        script = ROOT / "benchmarks" / f"{path.stem}.py"
+        source = f"``python benchmarks/{script.name}``" if script.exists() else "a benchmark script"
+        pages[path.stem] = (
+            f"# {title}\n\nWritten by {source} to ``benchmarks/results/{path.name}``.\n\n{body}"
+        )
+    index = [
+        "# Benchmark results",
+        "",
+        "The latest tables written by the scripts in ``benchmarks/``. Each script",
+        "compares against a peer (scikit-survival, pycox, a naive implementation)",
+        "in one run on one machine; the machine and sizes are stated with each table.",
+        "",
+        "```{toctree}",
+        ":maxdepth: 1",
+        "",
+        *sorted(pages),
+        "```",
+        "",
+    ]
+    pages["index"] = "\n".join(index)
+    return pages
+
+
+def generate(app, config) -> None:
+    _write(GENERATED / "api.rst", api_page())
+    bench = GENERATED / "benchmarks"
+    pages = benchmark_pages()
+    for stale in bench.glob("*.md"):
+        if stale.stem not in pages:
+            stale.unlink()
+    for stem, text in pages.items():
+        _write(bench / f"{stem}.md", text)
+
+
+_LINKS = [
+    # (pattern, replacement): repository-relative links -> pages of the site
+    (re.compile(r"\]\((?:\.\./)*examples/(\w+)\.py\)"), r"](/auto_examples/\1.rst)"),
+    (
+        re.compile(r"\]\((?:\.\./)*benchmarks/results/(\w+)\.md\)"),
+        r"](/reference/benchmarks/\1.md)",
+    ),
+]
+
+
+def rewrite_links(app, docname, source) -> None:
+    if not app.env.doc2path(docname).suffix == ".md":
+        return
+    text = source[0]
+    for pattern, repl in _LINKS:
+        text = pattern.sub(repl, text)
+    source[0] = text
+
+
+def add_new_pages(app, docname, source) -> None:
+    """Append top-level pages that ``index.md`` does not list to its first toctree."""
+    if docname != app.config.root_doc:
+        return
+    text = source[0]
+    start = text.index("```{toctree}")
+    end = text.index("\n```", start)
+    listed = set(re.findall(r"^([\w/.-]+)$", text[start:end], flags=re.MULTILINE))
+    pages = sorted(
+        p.stem
+        for suffix in ("*.md", "*.rst")
+        for p in DOCS.glob(suffix)
+        if p.stem != docname and p.stem not in listed
+    )
+    source[0] = text[:end] + "".join(f"\n{p}" for p in pages) + text[end:]
+
+
+def setup(app):
+    # before Sphinx lists the source files, so the generated pages are found
+    app.connect("config-inited", generate)
+    app.connect("source-read", add_new_pages)
+    app.connect("source-read", rewrite_links)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
