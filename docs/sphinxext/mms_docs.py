@@ -11,7 +11,8 @@ site without editing the site:
 - ``reference/benchmarks/*.md``: one page per ``benchmarks/results/*.md``.
 
 Any other page written in ``docs/`` is added to the user guide's table of
-contents after the pages that ``index.md`` lists. The extension also maps the repository-relative links that read well on a code host
+contents after the pages that ``index.md`` lists. The extension also maps
+the repository-relative links that read well on a code host
 (``../examples/x.py``, ``../benchmarks/results/x.md``) onto the site's pages.
 """
 
