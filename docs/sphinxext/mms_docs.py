@@ -35,26 +35,40 @@ def gallery_argv(gallery_conf, script_vars):
     return ["--quick"]
 
 
+# Sections of the API page in this order; other public modules follow.
+ORDER = ["models", "encoders", "datasets", "metrics", "exceptions", "nn", "benchmark", "cli"]
+
+
 def public_modules() -> list[str]:
     """Dotted names of the package's public modules that declare ``__all__``."""
     package = importlib.import_module(PACKAGE)
-    names = [PACKAGE]
+    names = []
     for info in pkgutil.walk_packages(package.__path__, PACKAGE + "."):
         if any(part.startswith("_") for part in info.name.split(".")):
             continue
         if hasattr(importlib.import_module(info.name), "__all__"):
             names.append(info.name)
-    return names
+    rank = {f"{PACKAGE}.{name}": k for k, name in enumerate(ORDER)}
+    return [PACKAGE] + sorted(names, key=lambda m: (rank.get(m, len(ORDER) - 2.5), m))
 
 
 def _homes(modules: list[str]) -> dict[int, str]:
-    """id(object) -> the deepest public module exporting it (its documented home)."""
-    homes: dict[int, str] = {}
-    for modname in sorted(modules, key=lambda m: m.count(".")):
+    """id(object) -> its documented home: of the public modules exporting it, the
+    one it is defined in (or a parent of it), else the deepest."""
+    exporters: dict[int, list[str]] = {}
+    objects = {}
+    for modname in modules:
         module = importlib.import_module(modname)
         for name in module.__all__:
-            homes[id(getattr(module, name))] = modname
-    return homes
+            obj = getattr(module, name)
+            objects[id(obj)] = obj
+            exporters.setdefault(id(obj), []).append(modname)
+
+    def score(obj, modname):
+        defined = getattr(obj, "__module__", None) or ""
+        return (defined == modname or defined.startswith(modname + "."), modname.count("."))
+
+    return {key: max(mods, key=lambda m: score(objects[key], m)) for key, mods in exporters.items()}
 
 
 def _write(path: Path, text: str) -> None:
@@ -69,7 +83,21 @@ def _first_line(obj) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
+def _autosummary(modname: str, names: list[str]) -> list[str]:
+    return [
+        f".. currentmodule:: {modname}",
+        "",
+        ".. autosummary::",
+        "   :toctree: generated",
+        "   :nosignatures:",
+        "",
+        *[f"   {n}" for n in names],
+        "",
+    ]
+
+
 def api_page() -> str:
+    """The reStructuredText of the API reference page."""
     modules = public_modules()
     homes = _homes(modules)
     top = importlib.import_module(PACKAGE)
@@ -77,16 +105,24 @@ def api_page() -> str:
         "API reference",
         "=============",
         "",
+        f".. module:: {PACKAGE}",
+        "",
         "Every public name of the package, generated from its numpydoc docstring.",
         "Each object is documented once, in the module it is public from; the",
         f"names below are also importable from ``{PACKAGE}`` itself.",
         "",
     ]
+    own_top = []
     for name in top.__all__:
         home = homes[id(getattr(top, name))]
-        lines.append(f"- :obj:`{PACKAGE}.{name} <{home}.{name}>`")
+        if home == PACKAGE:
+            own_top.append(name)
+        else:
+            lines.append(f"- :obj:`{PACKAGE}.{name} <{home}.{name}>`")
     lines.append("")
-    for modname in modules:
+    if own_top:
+        lines += _autosummary(PACKAGE, own_top)
+    for modname in modules[1:]:
         module = importlib.import_module(modname)
         own = [n for n in module.__all__ if homes[id(getattr(module, n))] == modname]
         if not own:
@@ -96,18 +132,7 @@ def api_page() -> str:
         lines += [title, "-" * len(title), ""]
         if summary:
             lines += [summary, ""]
-        lines += [
-            f".. module:: {modname}",
-            "",
-            f".. currentmodule:: {modname}",
-            "",
-            ".. autosummary::",
-            "   :toctree: generated",
-            "   :nosignatures:",
-            "",
-        ]
-        lines += [f"   {n}" for n in own]
-        lines.append("")
+        lines += [f".. module:: {modname}", ""] + _autosummary(modname, own)
     return "\n".join(lines) + "\n"
 
 
