@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from . import __version__
 
 __all__ = ["main"]
+
+#: Written into every folder the CLI creates; only such folders are written into again.
+MARKER = ".multimodal-surv"
 
 
 def _balances(text):
@@ -72,18 +76,48 @@ def _parser():
         default=None,
         help="bootstrap resamples (default 1000; 200 with --quick)",
     )
+    bench.add_argument(
+        "--allow-subject-overlap",
+        action="store_true",
+        help="accept a cohort folder where a subject has rows in both train and test",
+    )
     bench.add_argument("--no-progress", action="store_true", help="silence progress messages")
     bench.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
 
 
-def _cohort(args, out, balance):
-    from .datasets import load_cohort_folder, make_synthetic_cohort
+def _check_ours(folder: Path, what: str) -> bool:
+    """Whether ``folder`` holds an earlier run's files; refuse a non-empty folder not ours.
 
-    if args.cohort != "synthetic":
-        return load_cohort_folder(args.cohort)
+    A folder is the CLI's when it holds the :data:`MARKER` file, written by
+    :func:`_mark` into every folder the CLI creates. Any other non-empty
+    folder is the user's: never written into, nothing in it removed.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what} {str(folder)!r} is a file; pass a folder (created if absent).")
+    earlier = folder.is_dir() and any(folder.iterdir())
+    if earlier and not (folder / MARKER).is_file():
+        raise ValueError(
+            f"{what} {str(folder)!r} is not empty and was not created by multimodal-surv "
+            f"(no {MARKER} file in it); the CLI never writes into such a folder: pass a new "
+            "or empty folder."
+        )
+    return earlier
+
+
+def _mark(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = {"created_by": "multimodal-surv", "version": __version__}
+    (folder / MARKER).write_text(json.dumps(marker) + "\n")
+
+
+def _synthetic_cohort(args, out, balance):
+    from .datasets import make_synthetic_cohort
+
     n = args.n_subjects or (300 if args.quick else 3600)
     root = out / "cohort"
+    # Replaces only a synthetic cohort this CLI wrote there before.
+    earlier = _check_ours(root, "synthetic cohort folder")
     if not args.no_progress:
         print(
             f"[multimodal-surv] writing synthetic cohort ({n} subjects, balance "
@@ -91,25 +125,36 @@ def _cohort(args, out, balance):
             file=sys.stderr,
             flush=True,
         )
-    return make_synthetic_cohort(
-        root, n_subjects=n, balance=balance, seed=args.seed, overwrite=True
+    data = make_synthetic_cohort(
+        root, n_subjects=n, balance=balance, seed=args.seed, overwrite=earlier
     )
+    _mark(root)
+    return data
 
 
 def _benchmark(args):
     from .benchmark import run_benchmark, to_markdown
+    from .datasets import load_cohort_folder
 
     out = Path(args.out)
+    # Cheap checks first: nothing is written or encoded before they pass.
     if args.bootstrap is not None and args.bootstrap < 1:
         raise ValueError(f"--bootstrap {args.bootstrap} must be a positive number of resamples.")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; pass a folder (created if absent).")
     if args.cohort != "synthetic" and len(args.balance) > 1:
         raise ValueError("--balance sweeps need the synthetic cohort (--cohort synthetic).")
+    user_data = None
+    if args.cohort != "synthetic":  # validated (tables, MEDS schema, splits) before any work
+        user_data = load_cohort_folder(
+            args.cohort, allow_subject_overlap=args.allow_subject_overlap
+        )
+    runs = {b: out if len(args.balance) == 1 else out / f"balance_{b:g}" for b in args.balance}
+    for folder in {out, *runs.values()}:
+        _check_ours(folder, "--out folder")
     sweep = []
-    for balance in args.balance:
-        run_out = out if len(args.balance) == 1 else out / f"balance_{balance:g}"
-        data = _cohort(args, run_out, balance)
+    for balance, run_out in runs.items():
+        _mark(out)
+        _mark(run_out)
+        data = user_data if user_data is not None else _synthetic_cohort(args, run_out, balance)
         result = run_benchmark(
             data,
             out=run_out,
@@ -146,19 +191,35 @@ def _benchmark(args):
     return 0
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean "bad input": one line and exit code 2, not a traceback."""
+    import pyarrow as pa
+
+    from .exceptions import CTReadError
+
+    # CTReadError is a ValueError; named for the reader. pyarrow's own errors
+    # (a corrupt shard, a column of another type) are not all ValueErrors.
+    return (ValueError, TypeError, OSError, CTReadError, pa.ArrowException)
+
+
 def main(argv=None):
-    """Entry point of the ``multimodal-surv`` console script."""
+    """Entry point of the ``multimodal-surv`` console script.
+
+    Errors in the input (the library's ``ValueError`` / ``TypeError``,
+    ``OSError``, ``CTReadError``, pyarrow errors) print one line and exit with
+    code 2; ``--debug`` shows the traceback instead.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "benchmark":
         try:
             return _benchmark(args)
-        except (ValueError, FileNotFoundError) as exc:
-            # Bad cohorts and arguments are user errors: a message, not a traceback
-            # (--debug shows the traceback).
+        except _user_errors() as exc:
             if args.debug:
                 raise
-            parser.error(str(exc))
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"{parser.prog}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+            raise SystemExit(2) from None
     return 2  # pragma: no cover - argparse requires a command
 
 

@@ -204,7 +204,7 @@ EHR_CASES = {
         {},
         COHORT.assign(subject_id=[1.5, 2.0]),
         TypeError,
-        r"cohort column 'subject_id' must hold integers .* got dtype float64",
+        r"cohort column 'subject_id' must hold integers, got dtype float64",
     ),
     "empty cohort": (
         {},

@@ -36,7 +36,8 @@ def random_events(n_subjects=40, n_events=1500, seed=0, n_codes=12):
     frame.loc[lab, "numeric_value"] = np.round(rng.normal(size=int(lab.sum())), 3)
     # a few lab events without a value
     frame.loc[lab & (rng.random(n_events) < 0.2), "numeric_value"] = np.nan
-    return frame
+    # no exact duplicates: the encoders leave them out (tested in test_real_exports_ehr)
+    return frame.drop_duplicates(ignore_index=True)
 
 
 def random_cohort(n_subjects=40, seed=1, extra_subjects=3):
@@ -47,8 +48,12 @@ def random_cohort(n_subjects=40, seed=1, extra_subjects=3):
 
 
 def naive_counts(events, fit_cohort, cohort, windows, min_count=1, max_features=None):
-    """Reference: merge + boolean filters + pandas group-by (no shared code)."""
-    ev = events.reset_index(drop=True).rename_axis("order").reset_index()
+    """Reference: merge + boolean filters + pandas group-by (no shared code).
+
+    Exact duplicate events are left out (the first kept), as the encoders do.
+    """
+    ev = events.drop_duplicates(keep="first")
+    ev = ev.reset_index(drop=True).rename_axis("order").reset_index()
     # vocabulary: events of fit subjects up to their latest prediction time
     last_pt = fit_cohort.groupby("subject_id").prediction_time.max().rename("pt").reset_index()
     fit_ev = ev.merge(last_pt, on="subject_id")
@@ -612,7 +617,7 @@ def test_grid_search_pipeline_with_deep_survival_shares_events():
     assert np.isfinite(best.predict(cohort)).all()
 
 
-def test_times_before_birth_rejected(tmp_path):
+def test_times_before_birth(tmp_path):
     t = pd.to_datetime(["2000-05-01", "2000-04-01", "2001-01-01", "1999-01-01", "2002-01-01"])
     events = pd.DataFrame(
         {
@@ -624,16 +629,19 @@ def test_times_before_birth_rejected(tmp_path):
     )
     cohort = pd.DataFrame({"subject_id": [1, 2], "prediction_time": pd.Timestamp("2003-01-01")})
     msg = (
-        r"1 subject\(s\) have events before their MEDS_BIRTH event \(first: subject_id=1, "
-        r"code 'DX/A' at 2000-04-01 00:00:00 < birth at 2000-05-01 00:00:00\).*drop the "
-        r"events that precede birth"
+        r"1 dated before the subject's MEDS_BIRTH \(first: subject_id=1, code 'DX/A' at "
+        r"2000-04-01 00:00:00\).*on_invalid='drop'"
     )
     for enc in (EHRCountEncoder(events), EHRTransformerEncoder(events, pretrain_epochs=0)):
         with pytest.raises(ValueError, match=msg):
-            enc.fit(cohort)
+            enc.set_params(on_invalid="raise").fit(cohort)
     root = _write_shards(tmp_path / "meds", events, 2)
     with pytest.raises(ValueError, match=msg):
-        EHRCountEncoder(events=root).fit(cohort)
+        EHRCountEncoder(events=root, on_invalid="raise").fit(cohort)
+    # by default the event before birth is left out, with a warning
+    with pytest.warns(UserWarning, match="left out 1 invalid event"):
+        enc = EHRCountEncoder(events=root, windows=["ever"]).fit(cohort)
+    assert enc.invalid_events_["before_birth"] == 1
 
     # fixed: the early event dropped; static (null-time) events are not "before birth"
     ok = pd.concat(
@@ -653,6 +661,11 @@ def test_times_before_birth_rejected(tmp_path):
         enc.transform(early)
     with pytest.raises(ValueError, match=msg):
         EHRCountEncoder(events=ok, windows=["ever"]).fit(early)
+    # on_error="nan": those rows are NaN (EHR missing), with one warning
+    with pytest.warns(UserWarning, match=r"1 of 2 cohort row\(s\) have a prediction_time"):
+        z = enc.set_params(on_error="nan").transform(early)
+    assert np.isnan(z[1]).all() and np.isfinite(z[0]).all() and enc.n_errors_ == 1
+    enc.set_params(on_error="raise")
     # subject 2 has no birth event: an early prediction time is just an empty history
     np.testing.assert_array_equal(enc.transform(early.iloc[:1]), [[0.0, 0.0, 0.0, 0.0, 0.0]])
     # at birth exactly is fine

@@ -86,11 +86,6 @@ def test_string_times_parsed():
             "'subject_id' must hold integers, got dtype float64",
         ),
         (
-            lambda d: d.assign(code=[None] + list(d.code[1:])),
-            ValueError,
-            r"'code' has 1 missing value\(s\)",
-        ),
-        (
             lambda d: d.assign(time=d.time.dt.tz_localize("UTC")),
             TypeError,
             "timezone-aware",

@@ -21,6 +21,8 @@ from sklearn.utils import Bunch
 from sksurv.util import Surv
 
 from .._hints import did_you_mean
+from .._warnings import warn_user
+from ._meds import check_arrow_subject_id, subject_id_type_error
 
 __all__ = ["COHORT_COLUMNS", "SITES", "SPLITS", "load_cohort_folder"]
 
@@ -63,10 +65,8 @@ def _parse_subject_id(values: pd.Series, where: str) -> np.ndarray:
     text = values.astype(str).str.strip()
     bad = ~text.str.fullmatch(r"[+-]?\d+")
     if bad.any():
-        raise ValueError(
-            f"{where}: column 'subject_id' must hold integers; {int(bad.sum())} rows do not "
-            f"(first: {_first(values[bad])}). Use the integer subject ids of the MEDS data."
-        )
+        got = f"{int(bad.sum())} non-integer value(s) (first: {_first(values[bad])})"
+        raise subject_id_type_error(f"{where}:", got)
     return text.astype(np.int64).to_numpy()
 
 
@@ -190,6 +190,7 @@ def _check_meds_root(meds_root: Path) -> None:
                     f"{shard}: MEDS column {column!r} is missing (columns: {names})."
                     + did_you_mean(column, names)
                 )
+        check_arrow_subject_id(pq.read_schema(shard), f"{shard}:")
 
 
 def _read_oracle(path: Path, cohort: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
@@ -223,7 +224,96 @@ def _read_oracle(path: Path, cohort: pd.DataFrame) -> tuple[np.ndarray, pd.DataF
     return oracle, merged.drop(columns=["subject_id", "prediction_time"])
 
 
-def load_cohort_folder(root: str | os.PathLike) -> Bunch:
+def _find_cohort_file(root: Path) -> Path:
+    if not root.is_dir():
+        raise ValueError(
+            f"cohort folder {root} does not exist or is not a folder; pass the folder that "
+            "holds cohort.csv and meds/ (see docs/cohort_format.md)."
+        )
+    found = [root / name for name in _COHORT_FILES if (root / name).is_file()]
+    if len(found) > 1:
+        raise ValueError(
+            f"{root}: holds both cohort.csv and cohort.parquet; keep exactly one cohort table."
+        )
+    if not found:
+        present = sorted(p.name for p in root.iterdir())
+        hint = did_you_mean("cohort.csv", present) or did_you_mean("cohort.parquet", present)
+        raise ValueError(
+            f"{root / 'cohort.csv'}: cohort table not found (folder holds: {present}); "
+            "write one row per prediction to cohort.csv or cohort.parquet." + hint
+        )
+    return found[0]
+
+
+def _parse_cohort(table: pd.DataFrame, root: Path, where: str) -> pd.DataFrame:
+    """The typed cohort table (checked columns, sites, splits, duplicates)."""
+    if len(table) == 0:
+        raise ValueError(f"{where}: the cohort table has no rows; add one row per prediction.")
+    for column in COHORT_COLUMNS:
+        if column not in table.columns:
+            raise ValueError(
+                f"{where}: required column {column!r} is missing "
+                f"(columns: {list(table.columns)})." + did_you_mean(column, table.columns)
+            )
+    table = table.reset_index(drop=True)
+    site = (
+        _parse_choice(table["site"], where, "site", SITES)
+        if "site" in table.columns
+        else np.full(len(table), "internal", dtype=object)
+    )
+    split = _parse_choice(table["split"], where, "split", SPLITS)
+    bad = (site == "external") & (split == "train")
+    if bad.any():
+        raise ValueError(
+            f"{where}: {int(bad.sum())} rows have site 'external' and split 'train' "
+            f"(first subject_id: {table['subject_id'][bad].iloc[0]}); the external site is "
+            "for testing only: set split to 'test' or site to 'internal'."
+        )
+    cohort = pd.DataFrame(
+        {
+            "subject_id": _parse_subject_id(table["subject_id"], where),
+            "prediction_time": _parse_datetime(table["prediction_time"], where, "prediction_time"),
+            "ct": _parse_ct(table["ct"], root, where),
+            "event": _parse_event(table["event"], where),
+            "time": _parse_time(table["time"], where),
+            "site": site,
+            "split": split,
+        }
+    )
+    duplicated = cohort.duplicated(["subject_id", "prediction_time"], keep=False)
+    if duplicated.any():
+        row = cohort[duplicated].iloc[0]
+        raise ValueError(
+            f"{where}: {int(duplicated.sum())} rows repeat a (subject_id, prediction_time) pair "
+            f"(first: subject_id={row['subject_id']}, prediction_time={row['prediction_time']}); "
+            "each prediction must appear once: drop the duplicates."
+        )
+    extra = [c for c in table.columns if c not in cohort.columns]
+    return pd.concat([cohort, table[extra]], axis=1) if extra else cohort
+
+
+def _check_subject_splits(cohort: pd.DataFrame, where: str, allow: bool) -> None:
+    """Refuse a subject with rows in both splits: its test rows would leak from training."""
+    n_splits = cohort.groupby("subject_id")["split"].nunique()
+    shared = n_splits.index[n_splits.to_numpy() > 1]
+    if shared.size == 0:
+        return
+    if allow:
+        warn_user(
+            f"{where}: {shared.size} subject(s) have rows in both the train and the test "
+            f"split (first: {_first(shared)}); allowed by allow_subject_overlap=True, so the "
+            "test rows of these subjects are not independent of training."
+        )
+        return
+    raise ValueError(
+        f"{where}: {shared.size} subject(s) have rows in both the train and the test split "
+        f"(first: {_first(shared)}); a subject's rows must stay in one split, or its test "
+        "rows are not independent of training. Move each subject's rows to one split, or "
+        "pass allow_subject_overlap=True (CLI: --allow-subject-overlap) to accept it."
+    )
+
+
+def load_cohort_folder(root: str | os.PathLike, *, allow_subject_overlap: bool = False) -> Bunch:
     """Load and validate a cohort folder (cohort table + CT files + MEDS root).
 
     The format is described in ``docs/cohort_format.md``: ``<root>/cohort.csv``
@@ -237,6 +327,11 @@ def load_cohort_folder(root: str | os.PathLike) -> Bunch:
     ----------
     root : str or path-like
         The cohort folder.
+    allow_subject_overlap : bool, default=False
+        A subject with rows in both the ``train`` and the ``test`` split (two
+        scans, say) raises a ``ValueError`` naming how many subjects do and
+        the first ids: its test rows would not be independent of training.
+        ``True`` accepts such a cohort with a warning.
 
     Returns
     -------
@@ -278,72 +373,11 @@ def load_cohort_folder(root: str | os.PathLike) -> Bunch:
     ('event', 'time')
     """
     root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise ValueError(
-            f"cohort folder {root} does not exist or is not a folder; pass the folder that "
-            "holds cohort.csv and meds/ (see docs/cohort_format.md)."
-        )
-    found = [root / name for name in _COHORT_FILES if (root / name).is_file()]
-    if len(found) > 1:
-        raise ValueError(
-            f"{root}: holds both cohort.csv and cohort.parquet; keep exactly one cohort table."
-        )
-    if not found:
-        present = sorted(p.name for p in root.iterdir())
-        hint = did_you_mean("cohort.csv", present) or did_you_mean("cohort.parquet", present)
-        raise ValueError(
-            f"{root / 'cohort.csv'}: cohort table not found (folder holds: {present}); "
-            "write one row per prediction to cohort.csv or cohort.parquet." + hint
-        )
-    cohort_file = found[0]
+    cohort_file = _find_cohort_file(root)
     where = str(cohort_file)
     table = _read_table(cohort_file)
-    if len(table) == 0:
-        raise ValueError(f"{where}: the cohort table has no rows; add one row per prediction.")
-    for column in COHORT_COLUMNS:
-        if column not in table.columns:
-            raise ValueError(
-                f"{where}: required column {column!r} is missing "
-                f"(columns: {list(table.columns)})." + did_you_mean(column, table.columns)
-            )
-    table = table.reset_index(drop=True)
-
-    site = (
-        _parse_choice(table["site"], where, "site", SITES)
-        if "site" in table.columns
-        else np.full(len(table), "internal", dtype=object)
-    )
-    split = _parse_choice(table["split"], where, "split", SPLITS)
-    bad = (site == "external") & (split == "train")
-    if bad.any():
-        raise ValueError(
-            f"{where}: {int(bad.sum())} rows have site 'external' and split 'train' "
-            f"(first subject_id: {table['subject_id'][bad].iloc[0]}); the external site is "
-            "for testing only: set split to 'test' or site to 'internal'."
-        )
-    cohort = pd.DataFrame(
-        {
-            "subject_id": _parse_subject_id(table["subject_id"], where),
-            "prediction_time": _parse_datetime(table["prediction_time"], where, "prediction_time"),
-            "ct": _parse_ct(table["ct"], root, where),
-            "event": _parse_event(table["event"], where),
-            "time": _parse_time(table["time"], where),
-            "site": site,
-            "split": split,
-        }
-    )
-    duplicated = cohort.duplicated(["subject_id", "prediction_time"], keep=False)
-    if duplicated.any():
-        row = cohort[duplicated].iloc[0]
-        raise ValueError(
-            f"{where}: {int(duplicated.sum())} rows repeat a (subject_id, prediction_time) pair "
-            f"(first: subject_id={row['subject_id']}, prediction_time={row['prediction_time']}); "
-            "each prediction must appear once: drop the duplicates."
-        )
-    extra = [c for c in table.columns if c not in cohort.columns]
-    if extra:
-        cohort = pd.concat([cohort, table[extra]], axis=1)
-
+    cohort = _parse_cohort(table, root, where)
+    _check_subject_splits(cohort, where, allow_subject_overlap)
     meds_root = root / "meds"
     _check_meds_root(meds_root)
 

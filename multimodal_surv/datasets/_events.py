@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._event_quality import BIRTH_CODE, _subject_bounds, encode_codes, find_invalid
 from ._meds import (
     _empty_events,
     _folder_dataset,
     _folder_root,
     _read_folder_validated,
     _shard_files,
+    check_arrow_subject_id,
     read_meds,
 )
 
@@ -29,8 +31,6 @@ __all__ = ["EventArrays", "EventChunks", "MEDSEvents", "event_arrays"]
 # Static (null-time) events sort before every real time.
 _STATIC_TIME = np.iinfo(np.int64).min + 1
 
-#: The MEDS code of a subject's birth; events and prediction times before it are rejected.
-BIRTH_CODE = "MEDS_BIRTH"
 
 #: Events per chunk when a MEDS folder is streamed (:class:`EventChunks`).
 CHUNK_EVENTS = 1_000_000
@@ -38,6 +38,13 @@ CHUNK_EVENTS = 1_000_000
 
 def _fmt_ns(value) -> str:
     return str(pd.Timestamp(int(value)))
+
+
+def _dropped(sid, t, code_ids, codes) -> pd.DataFrame:
+    """The left-out events as a small table (static time as NaT, null code as None)."""
+    time = np.where(t == _STATIC_TIME, np.iinfo(np.int64).min, t).view("datetime64[ns]")
+    code = np.where(code_ids >= 0, codes[np.maximum(code_ids, 0)] if codes.size else None, None)
+    return pd.DataFrame({"subject_id": sid, "time": time, "code": code})
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class EventArrays:
         ``searchsorted`` finds "events of subject s with time <= t" exactly.
     unique_times : ndarray of int64
         Sorted unique event times (the ranks of ``key``).
+    invalid : dict of str to DataFrame or None
+        The events left out, by kind (``subject_id``, ``time``, ``code``).
     """
 
     subjects: np.ndarray
@@ -75,6 +84,7 @@ class EventArrays:
     unique_times: np.ndarray
     birth_subjects: np.ndarray | None = None
     birth_time: np.ndarray | None = None
+    invalid: dict | None = None
 
     @property
     def n_events(self) -> int:
@@ -82,29 +92,16 @@ class EventArrays:
 
     @classmethod
     def from_frame(cls, events: pd.DataFrame) -> EventArrays:
-        """Build from a frame already validated by :func:`read_meds`."""
+        """Build from a frame validated by :func:`read_meds`, without its invalid events.
+
+        Events before ``MEDS_BIRTH``, after ``MEDS_DEATH``, exact duplicates
+        and null / empty codes are left out and recorded in ``invalid`` (see
+        :func:`~multimodal_surv.datasets._event_quality.find_invalid`).
+        """
         sid = events["subject_id"].to_numpy(dtype=np.int64)
         t = events["time"].to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
         t[t == np.iinfo(np.int64).min] = _STATIC_TIME  # NaT -> static
-        code = events["code"]
-        if isinstance(code.dtype, pd.CategoricalDtype):
-            cats = np.asarray(code.cat.categories.astype(str), dtype=object)
-            order = np.argsort(cats)
-            inv = np.empty_like(order)
-            inv[order] = np.arange(order.size)
-            codes_all = code.cat.codes.to_numpy()
-            code_ids = inv[codes_all].astype(np.int32)
-            codes = cats[order]
-            used = np.unique(code_ids)
-            if used.size < codes.size:  # drop unused categories
-                remap = np.full(codes.size, -1, np.int32)
-                remap[used] = np.arange(used.size, dtype=np.int32)
-                code_ids, codes = remap[code_ids], codes[used]
-        else:
-            codes, code_ids = np.unique(
-                code.astype(str).to_numpy(dtype=object), return_inverse=True
-            )
-            code_ids = code_ids.astype(np.int32)
+        code_ids, codes = encode_codes(events["code"])
         val = events["numeric_value"].to_numpy(dtype=np.float64)
         # MEDS shards are normally sorted already: skip the sort when they are.
         if sid.size > 1 and not (
@@ -112,19 +109,32 @@ class EventArrays:
         ):
             order = np.lexsort((t, sid))
             sid, t, code_ids, val = sid[order], t[order], code_ids[order], val[order]
-        subjects, starts = np.unique(sid, return_index=True)
-        starts = np.append(starts, sid.size).astype(np.int64)
+        masks = find_invalid(sid, t, code_ids, val, codes, _STATIC_TIME)
+        drop = np.logical_or.reduce(list(masks.values()))
+        invalid = None
+        if drop.any():
+            invalid = {
+                kind: _dropped(sid[m], t[m], code_ids[m], codes)
+                for kind, m in masks.items()
+                if m.any()
+            }
+            keep = ~drop
+            sid, t, code_ids, val = sid[keep], t[keep], code_ids[keep], val[keep]
+        present = np.bincount(code_ids, minlength=codes.size) > 0
+        if not present.all():  # codes only of dropped events, unused categories
+            remap = np.cumsum(present, dtype=np.int32) - 1
+            code_ids, codes = remap[code_ids], codes[present]
+        starts = _subject_bounds(sid)
+        subjects = sid[starts[:-1]]
         unique_times, rank = np.unique(t, return_inverse=True)
         sub_idx = np.repeat(np.arange(subjects.size, dtype=np.int64), np.diff(starts))
         key = sub_idx * (unique_times.size + 1) + rank
         del sub_idx, rank
-        out = cls(
-            subjects, starts, t, code_ids, np.asarray(codes, dtype=object), val, key, unique_times
-        )
+        out = cls(subjects, starts, t, code_ids, codes, val, key, unique_times, invalid=invalid)
         return out._with_births()
 
     def _with_births(self) -> EventArrays:
-        """Record each subject's ``MEDS_BIRTH`` time; reject events before it."""
+        """Record each subject's earliest dated ``MEDS_BIRTH`` time."""
         j = int(np.searchsorted(self.codes, BIRTH_CODE))
         if j >= self.codes.size or self.codes[j] != BIRTH_CODE:
             return self
@@ -133,24 +143,8 @@ class EventArrays:
         sub = np.searchsorted(self.starts, ev, side="right") - 1
         # Events are time-sorted within a subject: its first birth event is the earliest.
         birth_sub, first = np.unique(sub, return_index=True)
-        birth_t = self.time[ev[first]]
-        # First dated event of each such subject (static events sort first, skip them).
-        _, pos = self.locate(self.subjects[birth_sub], np.full(birth_sub.size, _STATIC_TIME))
-        has = pos < self.starts[birth_sub + 1]
-        early = np.zeros(birth_sub.size, bool)
-        early[has] = self.time[pos[has]] < birth_t[has]
-        if early.any():
-            k = int(np.flatnonzero(early)[0])
-            p = int(pos[k])
-            raise ValueError(
-                f"{int(early.sum())} subject(s) have events before their {BIRTH_CODE} event "
-                f"(first: subject_id={int(self.subjects[birth_sub[k]])}, code "
-                f"{self.codes[self.code_ids[p]]!r} at {_fmt_ns(self.time[p])} < birth at "
-                f"{_fmt_ns(birth_t[k])}); times before birth are malformed: correct the event "
-                f"or {BIRTH_CODE} times in the source, or drop the events that precede birth."
-            )
         object.__setattr__(self, "birth_subjects", birth_sub)
-        object.__setattr__(self, "birth_time", birth_t)
+        object.__setattr__(self, "birth_time", self.time[ev[first]])
         return self
 
     def before_birth(self, subject_id: np.ndarray, time_ns: np.ndarray) -> np.ndarray:
@@ -313,16 +307,15 @@ class EventChunks:
         files = _shard_files(root)
         dataset, _ = _folder_dataset(root, None, files)
         self._root, self._schema = root, dataset.schema
-        if not pa.types.is_integer(dataset.schema.field("subject_id").type):
-            self.files = [files]  # reading raises the clear subject_id error
-            return
         n = self.subjects.size
         counts = np.zeros(n, np.int64)
         present = []
         for f in files:
             seen = [np.zeros(0, np.int64)]
             try:
-                batches = pq.ParquetFile(f).iter_batches(columns=["subject_id"], batch_size=1 << 20)
+                shard = pq.ParquetFile(f)
+                check_arrow_subject_id(shard.schema_arrow, f"MEDS shard {str(f)!r}")
+                batches = shard.iter_batches(columns=["subject_id"], batch_size=1 << 20)
                 for batch in batches:
                     sid = batch.column(0).drop_null().to_numpy().astype(np.int64, copy=False)
                     if n == 0 or sid.size == 0:

@@ -23,6 +23,17 @@ __all__ = ["MEDS_COLUMNS", "read_meds", "validate_cohort"]
 MEDS_COLUMNS = ("subject_id", "time", "code", "numeric_value")
 
 
+def subject_id_type_error(what: str, got: str) -> TypeError:
+    """The one error for non-integer subject ids (events, folders, cohorts, the CLI)."""
+    return TypeError(
+        f"{what} column 'subject_id' must hold integers, got {got}. MEDS subject ids are "
+        "int64 and multimodal_surv requires integers everywhere (cohort table and events): "
+        "map each identifier to one integer, with the same mapping in both, e.g. "
+        "`ids = {s: i for i, s in enumerate(sorted(set(events.subject_id)))}`, then "
+        "`df['subject_id'] = df['subject_id'].map(ids)`."
+    )
+
+
 def _missing_columns_error(what: str, missing, present) -> ValueError:
     close = [(m, closest_match(m, present)) for m in missing]
     hints = "".join(f"; {m!r} (did you mean {c!r}?)" for m, c in close if c)
@@ -81,11 +92,12 @@ def _validate_events_frame(frame: pd.DataFrame, what: str = "events") -> pd.Data
     out = {}
     sid = frame["subject_id"]
     if not pd.api.types.is_integer_dtype(sid.dtype):
-        raise TypeError(
-            f"{what} column 'subject_id' must hold integers, got dtype {sid.dtype}"
-            f"{' with missing values' if sid.isna().any() else ''}; drop rows without a "
-            "subject and convert with `.astype('int64')`."
-        )
+        if sid.isna().any():
+            raise ValueError(
+                f"{what} column 'subject_id' has {int(sid.isna().sum())} missing value(s) "
+                f"(dtype {sid.dtype}); every event needs a subject: drop rows without one."
+            )
+        raise subject_id_type_error(what, f"dtype {sid.dtype} (first: {sid.iloc[0]!r})")
     if sid.isna().any():  # nullable Int64
         raise ValueError(
             f"{what} column 'subject_id' has {int(sid.isna().sum())} missing value(s); "
@@ -94,12 +106,8 @@ def _validate_events_frame(frame: pd.DataFrame, what: str = "events") -> pd.Data
     out["subject_id"] = sid.to_numpy(dtype=np.int64)
     out["time"] = _to_datetime(frame["time"], "time", what)
     code = frame["code"]
-    if code.isna().any():
-        raise ValueError(
-            f"{what} column 'code' has {int(code.isna().sum())} missing value(s) "
-            f"(first at row {int(np.flatnonzero(code.isna().to_numpy())[0])}); every MEDS "
-            "event needs a code."
-        )
+    # Null codes are kept here; the encoders leave them out (counted) or refuse
+    # them, as their on_invalid says.
     if not (
         isinstance(code.dtype, pd.CategoricalDtype)
         or pd.api.types.is_string_dtype(code.dtype)
@@ -152,11 +160,21 @@ def _folder_dataset(root: Path, columns, files=None, schema=None):
     missing = [c for c in MEDS_COLUMNS if c not in names]
     if missing:
         raise _missing_columns_error(f"MEDS folder {str(root)!r}", missing, names)
+    check_arrow_subject_id(dataset.schema, f"MEDS folder {str(root)!r}")
     cols = list(MEDS_COLUMNS) if columns is None else list(columns)
     unknown = [c for c in cols if c not in names]
     if unknown:
         raise _missing_columns_error(f"MEDS folder {str(root)!r}", unknown, names)
     return dataset, cols
+
+
+def check_arrow_subject_id(schema, what: str) -> None:
+    """Raise :func:`subject_id_type_error` when a parquet ``subject_id`` is not an integer."""
+    import pyarrow as pa
+
+    kind = schema.field("subject_id").type
+    if not pa.types.is_integer(kind):
+        raise subject_id_type_error(what, f"parquet type {kind}")
 
 
 def _read_meds_folder(root: Path, columns, subjects, files=None, schema=None) -> pd.DataFrame:
@@ -208,8 +226,8 @@ def read_meds(
     Raises
     ------
     ValueError
-        Missing columns, unparseable times, missing codes, an empty table or a
-        folder without ``data/*.parquet``.
+        Missing columns, unparseable times, an empty table or a folder without
+        ``data/*.parquet``.
     TypeError
         Non-integer ``subject_id``, non-numeric ``numeric_value``, time-zone aware
         times or an unsupported ``source``.
@@ -335,11 +353,13 @@ def validate_cohort(cohort) -> pd.DataFrame:
             f"{list(cohort.columns)[:20]}; the cohort needs 'subject_id' and 'prediction_time'."
         )
     sid = cohort["subject_id"]
-    if not pd.api.types.is_integer_dtype(sid.dtype) or sid.isna().any():
-        raise TypeError(
-            f"cohort column 'subject_id' must hold integers without missing values, got dtype "
-            f"{sid.dtype}; convert with `.astype('int64')`."
+    if sid.isna().any():
+        raise ValueError(
+            f"cohort column 'subject_id' has {int(sid.isna().sum())} missing value(s); "
+            "every prediction needs a subject: drop those rows."
         )
+    if not pd.api.types.is_integer_dtype(sid.dtype):
+        raise subject_id_type_error("cohort", f"dtype {sid.dtype} (first: {sid.iloc[0]!r})")
     pt = _to_datetime(cohort["prediction_time"], "prediction_time", "cohort")
     if pt.isna().any():
         raise ValueError(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -23,6 +22,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._warnings import warn_user
+from ..datasets._event_quality import InvalidEventsReport
 from ..datasets._events import EventChunks, MEDSEvents
 from ..datasets._meds import validate_cohort
 
@@ -36,8 +37,21 @@ def _transform_rows(encoder, X):
     """One parallel task of ``transform`` (a module-level function pickles)."""
     encoder = copy.copy(encoder)
     encoder.n_jobs = None
+    encoder._events_cache = False  # a worker reads only its shard's subjects
     out = encoder.transform(X)
     return out, {name: getattr(encoder, name) for name in _CALL_STATS}
+
+
+def _fingerprint(frame: pd.DataFrame):
+    """Cheap identity of a table's content: length, dtypes and 256 sampled rows."""
+    rows = np.unique(np.linspace(0, len(frame) - 1, min(len(frame), 256)).astype(np.int64))
+    cols = [c for c in ("subject_id", "time", "code", "numeric_value") if c in frame.columns]
+    sample = frame.iloc[rows][cols]
+    return (
+        len(frame),
+        tuple(map(str, frame.dtypes)),
+        int(pd.util.hash_pandas_object(sample.astype(str), index=False).sum()),
+    )
 
 
 class EHREncoderBase(TransformerMixin, BaseEstimator):
@@ -53,6 +67,7 @@ class EHREncoderBase(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "events": [pd.DataFrame, str, os.PathLike, MEDSEvents, None],
         "on_error": [StrOptions({"raise", "nan"})],
+        "on_invalid": [StrOptions({"drop", "raise"})],
         "n_jobs": [Integral, None],
     }
 
@@ -81,18 +96,58 @@ class EHREncoderBase(TransformerMixin, BaseEstimator):
         order = np.argsort(which, kind="stable")
         return np.split(order, np.cumsum(np.bincount(which, minlength=len(chunks)))[:-1])
 
+    def _events(self, refresh=False):
+        """The events to read; a DataFrame is indexed once and reused until it changes.
+
+        ``fit`` (``refresh=True``) wraps a DataFrame in a
+        :class:`~multimodal_surv.datasets.MEDSEvents` handle, whose sorted,
+        encoded arrays are built on first use; ``transform`` reuses them while
+        ``events`` is the same object with the same fingerprint (length,
+        dtypes and a sample of rows), so string codes are not re-encoded at
+        every call.
+        """
+        events = self.events
+        if not isinstance(events, pd.DataFrame):
+            return events
+        cache = getattr(self, "_events_cache", None)
+        if cache is False:
+            return events  # a parallel worker: read only the shard's subjects
+        if refresh or cache is None or cache[0].source is not events:
+            cache = None
+        elif cache[1] != _fingerprint(events):
+            cache = None
+        if cache is None:
+            cache = (MEDSEvents(events), _fingerprint(events))
+            self._events_cache = cache
+        return cache[0]
+
     # -- per-row errors ----------------------------------------------------
-    def _start_rows(self, n_rows: int) -> None:
-        """Reset the per-call row bookkeeping (rows that failed, rows without history)."""
+    def _start_rows(self, n_rows: int, seen_subjects=None) -> None:
+        """Reset the per-call bookkeeping: failed rows, invalid events.
+
+        ``seen_subjects``: subjects whose invalid events were reported by
+        ``fit`` already (``transform`` reports only the others').
+        """
         self._row_error = np.zeros(n_rows, bool)
         self._first_error = None
+        self._invalid = InvalidEventsReport()
+        self._invalid_chunks = set()
+        self._seen_subjects = seen_subjects
 
-    def _check_rows(self, arrays, sid, pt, rows) -> None:
-        """Flag rows whose prediction time precedes the subject's ``MEDS_BIRTH``.
+    def _check_rows(self, arrays, sid, pt, rows, chunk=0) -> None:
+        """Note the chunk's invalid events; flag rows whose prediction time precedes birth.
 
+        Invalid events of the rows' subjects are counted once per chunk (see
+        :meth:`_report_invalid`). For rows before ``MEDS_BIRTH``,
         ``on_error="raise"`` raises at once; ``"nan"`` gives those rows NaN at
         the end of ``transform`` (see :meth:`_apply_row_errors`).
         """
+        if arrays.invalid and chunk not in self._invalid_chunks:
+            self._invalid_chunks.add(chunk)
+            subjects = np.unique(sid)
+            if self._seen_subjects is not None:
+                subjects = np.setdiff1d(subjects, self._seen_subjects, assume_unique=True)
+            self._invalid.add(arrays.invalid, subjects)
         bad = arrays.before_birth(sid, pt)
         if not bad.any():
             return
@@ -102,6 +157,29 @@ class EHREncoderBase(TransformerMixin, BaseEstimator):
         if self._first_error is None:
             self._first_error = (int(sid[bad][0]), pd.Timestamp(int(pt[bad][0])))
 
+    def _report_invalid(self, stage: str) -> None:
+        """Raise (``on_invalid="raise"``) or warn once about the invalid events left out."""
+        report = self._invalid
+        if stage == "fit":
+            self.invalid_events_ = dict(report.counts)
+        if not report.total:
+            return
+        name = type(self).__name__
+        source = self.events.source if isinstance(self.events, MEDSEvents) else self.events
+        what = "events" if isinstance(source, pd.DataFrame) else f"MEDS folder {str(source)!r}"
+        if self.on_invalid == "raise":
+            raise ValueError(
+                f"{what} hold {report.total} invalid event(s) of the cohort's subjects: "
+                f"{report.describe()}. Correct them in the source, or set on_invalid='drop' "
+                "(the default) to leave them out with a warning."
+            )
+        whose = "the cohort's subjects" if stage == "fit" else "subjects not seen at fit"
+        warn_user(
+            f"{name}.{stage}: left out {report.total} invalid event(s) of {whose} in {what}: "
+            f"{report.describe()}. Counts per kind are in invalid_events_; correct the "
+            "source, or set on_invalid='raise' to refuse such data."
+        )
+
     def _apply_row_errors(self, out):
         """NaN rows for the rows flagged by :meth:`_check_rows` (one warning per call)."""
         bad = self._row_error
@@ -109,13 +187,11 @@ class EHREncoderBase(TransformerMixin, BaseEstimator):
         if not self.n_errors_:
             return out
         s, t = self._first_error
-        warnings.warn(
+        warn_user(
             f"{type(self).__name__}: {self.n_errors_} of {bad.size} cohort row(s) have a "
             f"prediction_time before the subject's MEDS_BIRTH event (first: subject_id={s}, "
             f"prediction_time={t}); their embeddings are NaN (EHR modality missing). Fix "
-            "the prediction_time or the birth event, or drop those rows.",
-            UserWarning,
-            stacklevel=3,
+            "the prediction_time or the birth event, or drop those rows."
         )
         if sp.issparse(out):
             out = out.tolil()
@@ -141,8 +217,9 @@ class EHREncoderBase(TransformerMixin, BaseEstimator):
         cohort, sid, pt = self._cohort_arrays(X, reset=False)
         if self.n_jobs not in (None, 1) and len(cohort) > 1:
             return self._transform_parallel(X, cohort)
-        self._start_rows(sid.size)
-        out = self._transform_chunks(EventChunks(self.events, sid), cohort, sid, pt)
+        self._start_rows(sid.size, seen_subjects=self._fit_subjects)
+        out = self._transform_chunks(EventChunks(self._events(), sid), cohort, sid, pt)
+        self._report_invalid("transform")
         return self._apply_row_errors(out)
 
     def _transform_parallel(self, X, cohort):
@@ -184,4 +261,5 @@ class EHREncoderBase(TransformerMixin, BaseEstimator):
                 "one (subject_id, prediction_time) row."
             )
         self._start_rows(sid.size)
+        self._fit_subjects = np.unique(sid)
         return cohort, sid, pt

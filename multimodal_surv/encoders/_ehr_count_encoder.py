@@ -63,6 +63,14 @@ class EHRCountEncoder(EHREncoderBase):
         A row **without history** is not an error: its counts are zero, a
         valid encoding ("nothing recorded yet"), and its numeric columns hold
         the codes' means like any row that lacks a code.
+    on_invalid : {"drop", "raise"}, default="drop"
+        Events that cannot be true: dated before the subject's ``MEDS_BIRTH``
+        or after its ``MEDS_DEATH``, exact duplicates (same subject, time,
+        code and value; the first is kept), null or empty codes. ``"drop"``
+        leaves them out with one warning per ``fit`` giving the count of each
+        kind (kept in ``invalid_events_``); ``transform`` warns likewise about
+        subjects not seen at ``fit``. ``"raise"``: a ``ValueError`` naming the
+        first such event of each kind. Nothing else is left out.
     n_jobs : int or None, default=None
         ``transform`` encodes shards of subjects in parallel with
         :class:`joblib.Parallel` (any joblib backend: ``"loky"``, ``"dask"``,
@@ -83,6 +91,10 @@ class EHRCountEncoder(EHREncoderBase):
         Rows without history in the last ``fit`` / ``transform``.
     n_errors_ : int
         Rows given NaN by ``on_error="nan"`` in the last ``fit`` / ``transform``.
+    invalid_events_ : dict of str to int
+        Invalid events of the fit cohort's subjects left out by ``fit``, per
+        kind: ``"null_code"``, ``"before_birth"``, ``"after_death"``,
+        ``"duplicate"``.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 
@@ -138,6 +150,7 @@ class EHRCountEncoder(EHREncoderBase):
         n_components=None,
         sparse_output=False,
         on_error="raise",
+        on_invalid="drop",
         n_jobs=None,
     ):
         self.events = events
@@ -149,6 +162,7 @@ class EHRCountEncoder(EHREncoderBase):
         self.n_components = n_components
         self.sparse_output = sparse_output
         self.on_error = on_error
+        self.on_invalid = on_invalid
         self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -174,7 +188,7 @@ class EHRCountEncoder(EHREncoderBase):
             )
         parse_windows(self.windows)
         cohort, sid, pt = self._fit_start(X)
-        chunks = EventChunks(self.events, sid)
+        chunks = EventChunks(self._events(refresh=True), sid)
         # A MEDS folder is streamed chunk by chunk of subjects (see EventChunks).
         feat = CountFeaturizer(self.windows, self.min_count, self.max_features, self.numeric)
         counter = CodeCounter()
@@ -182,11 +196,12 @@ class EHRCountEncoder(EHREncoderBase):
         rows = self._chunk_rows(chunks, sid)
         for i, arrays in chunks:
             s, p = sid[rows[i]], pt[rows[i]]
-            self._check_rows(arrays, s, p, rows[i])
+            self._check_rows(arrays, s, p, rows[i], chunk=i)
             counter.add(arrays, s, p)
             k, end = arrays.locate(s, p)
             n_hist[rows[i]] = end - np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
             del arrays
+        self._report_invalid("fit")
         feat.fit_counter(counter)
         self.featurizer_ = feat
         self.vocabulary_ = feat.vocabulary_
@@ -245,7 +260,7 @@ class EHRCountEncoder(EHREncoderBase):
         for i, arrays in chunks:
             r = rows[i]
             s, p = sid[r], pt[r]
-            self._check_rows(arrays, s, p, r)
+            self._check_rows(arrays, s, p, r, chunk=i)
             direct = not sparse_output and isinstance(r, slice)  # one chunk: write in place
             counts, num, hist, unk = feat.transform(
                 arrays, s, p, sparse_output=sparse_output, out=out if direct else None

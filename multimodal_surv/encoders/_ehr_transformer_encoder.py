@@ -83,6 +83,12 @@ class EHRTransformerEncoder(EHREncoderBase):
         for the fusion models) with one warning per call. A row **without
         history** is not an error: it gets the model's ``<bos>`` state, the
         learned encoding of "nothing recorded yet".
+    on_invalid : {"drop", "raise"}, default="drop"
+        Events that cannot be true (before ``MEDS_BIRTH``, after
+        ``MEDS_DEATH``, exact duplicates, null or empty codes), in ``events``
+        and ``pretrain_events``: left out with one counted warning per ``fit``
+        (counts in ``invalid_events_``), or a ``ValueError``; see
+        :class:`EHRCountEncoder`.
     device : str, default="cpu"
         Torch device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA
         when available).
@@ -110,6 +116,8 @@ class EHRTransformerEncoder(EHREncoderBase):
         Rows without history in the last ``fit`` / ``transform``.
     n_errors_ : int
         Rows given NaN by ``on_error="nan"`` in the last ``fit`` / ``transform``.
+    invalid_events_ : dict of str to int
+        Invalid events left out by ``fit`` per kind (see :class:`EHRCountEncoder`).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 
@@ -178,6 +186,7 @@ class EHRTransformerEncoder(EHREncoderBase):
         batch_size=32,
         n_tokens=None,
         on_error="raise",
+        on_invalid="drop",
         device="cpu",
         n_jobs=None,
         verbose=0,
@@ -199,6 +208,7 @@ class EHRTransformerEncoder(EHREncoderBase):
         self.batch_size = batch_size
         self.n_tokens = n_tokens
         self.on_error = on_error
+        self.on_invalid = on_invalid
         self.device = device
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -224,13 +234,16 @@ class EHRTransformerEncoder(EHREncoderBase):
         """
         cohort, sid, pt = self._fit_start(X)
         self.device_ = resolve_device(self.device)
-        arrays = event_arrays(self.events, subjects=np.unique(sid))
+        arrays = event_arrays(self._events(refresh=True), subjects=np.unique(sid))
         self._check_rows(arrays, sid, pt, slice(None))
+        if self.weights is None and self.pretrain_events is not None:
+            corpus = event_arrays(self.pretrain_events)
+            self._invalid.add(corpus.invalid)  # reported with the cohort's
+        self._report_invalid("fit")
         if self.weights is not None:
             self._load_weights(self.weights)
         else:
             if self.pretrain_events is not None:
-                corpus = event_arrays(self.pretrain_events)
                 first, end = corpus.starts[:-1], corpus.starts[1:]
             else:
                 corpus = arrays
@@ -386,7 +399,7 @@ class EHRTransformerEncoder(EHREncoderBase):
         for i, arrays in chunks:
             r = rows[i]
             s, p = sid[r], pt[r]
-            self._check_rows(arrays, s, p, r)
+            self._check_rows(arrays, s, p, r, chunk=i)
             first, end = self._histories(arrays, s, p)
             tokens = self._token_map(arrays)
             _, idx, _ = expand_ranges(first, end)
@@ -480,4 +493,6 @@ class EHRTransformerEncoder(EHREncoderBase):
         enc.feature_names_in_ = np.asarray(["subject_id", "prediction_time"], dtype=object)
         enc.n_embedding_ = enc.model_.hparams["hidden_size"] * (enc.n_tokens or 1)
         enc.n_empty_ = enc.n_unknown_events_ = enc.n_errors_ = 0
+        enc.invalid_events_ = {}
+        enc._fit_subjects = None
         return enc
