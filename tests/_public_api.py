@@ -106,7 +106,7 @@ def meds_cohort(n_subjects=12, n_events=300, seed=0):
             "code": np.array([f"C{j}" for j in range(6)])[rng.integers(0, 6, n_events)],
             "numeric_value": np.nan,
         }
-    )
+    ).drop_duplicates(ignore_index=True)  # a real extract's duplicates are another test's
     cohort = pd.DataFrame(
         {
             "subject_id": np.arange(n_subjects),

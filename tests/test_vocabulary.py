@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 from _public_api import init_defaults, public_estimators, public_objects, tiny
 
+from multimodal_surv.models import SurvivalNet
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "vocabulary.md"
 
 
@@ -82,6 +84,7 @@ PENDING = {
     ("encode_cohort", "progress"): "becomes verbose (int)",
     ("CTEncoder", "verbose"): "becomes an int",
     ("SurvivalNet", "device"): "'auto' is resolved at fit",
+    ("SurvivalNet", "verbose levels"): "1 shows a progress bar, 2 adds the epoch table",
 }
 
 
@@ -95,6 +98,7 @@ def _pending(obj_name, parameter):
 
 
 ESTIMATORS = public_estimators()
+SURVIVAL = {n for n, c in ESTIMATORS.items() if issubclass(c, SurvivalNet)}
 PUBLIC = {
     name: obj
     for name, obj in public_objects().items()
@@ -160,13 +164,14 @@ def test_shared_names_have_the_documented_type_and_default(qualname):
     assert not problems, problems
 
 
-def _with(parameter):
+def _with(parameter, pending=None):
     """Estimators having ``parameter``; a pending rename runs as an expected failure."""
+    pending = pending or parameter
     return [
         pytest.param(
             name,
-            marks=[pytest.mark.xfail(reason=f"pending: {parameter}", strict=False)]
-            if _pending(name, parameter)
+            marks=[pytest.mark.xfail(reason=f"pending: {pending}", strict=False)]
+            if _pending(name, pending)
             else [],
         )
         for name, cls in sorted(ESTIMATORS.items())
@@ -180,6 +185,19 @@ def test_verbose_zero_is_silent(name, capsys):
     est.set_params(verbose=0).fit(X, y)
     out, err = capsys.readouterr()
     assert out == "" and err == "", (out, err)
+
+
+@pytest.mark.parametrize(
+    "name", [p for p in _with("verbose", "verbose levels") if p.values[0] in SURVIVAL]
+)
+def test_verbose_levels_of_the_survival_estimators(name, capsys):
+    est, X, y = tiny(ESTIMATORS[name])
+    est.set_params(max_epochs=2, verbose=1).fit(X, y)
+    out, err = capsys.readouterr()
+    assert out == "" and "2/2" in err, (out, err)  # a progress bar over the epochs
+    est.set_params(verbose=2).fit(X, y)
+    out, err = capsys.readouterr()
+    assert "epoch" in out and "train_loss" in out, out  # skorch's per-epoch table
 
 
 @pytest.mark.parametrize("name", _with("device"))
