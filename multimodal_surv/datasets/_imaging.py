@@ -1,8 +1,11 @@
-"""Reading and writing CT volumes: NIfTI files, DICOM series folders, arrays.
+"""Reading CT volumes: NIfTI, NRRD and MetaImage files, DICOM exports, arrays.
 
 Every reader returns a MONAI ``MetaTensor`` of shape ``(1, X, Y, Z)`` whose
 ``affine`` maps voxel indices to RAS millimetres, so MONAI's spatial transforms
-(``Orientation``, ``Spacing``) treat all three input kinds the same way.
+(``Orientation``, ``Spacing``) treat all input kinds the same way. Files are
+read by MONAI's readers: ``NibabelReader`` (NIfTI), ``NrrdReader`` (NRRD,
+through pynrrd), ``ITKReader`` (MetaImage ``.mha``/``.mhd``, through the
+optional ``itk-io``) and ``PydicomReader`` (DICOM, see :mod:`._dicom`).
 """
 
 from __future__ import annotations
@@ -13,15 +16,23 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import CTReadError
+from ._dicom import choose_series, choose_series_of_file, is_ct_image, read_header, read_series
 
-__all__ = [
-    "CTReadError",
-    "load_ct_volume",
-    "write_dicom_series",
-    "write_nifti",
-]
+__all__ = ["load_ct_volume"]
 
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_FILE_FORMATS = {  # suffix -> (format, MONAI reader)
+    ".nii": ("nifti", "NibabelReader"),
+    ".nii.gz": ("nifti", "NibabelReader"),
+    ".nrrd": ("nrrd", "NrrdReader"),
+    ".nhdr": ("nrrd", "NrrdReader"),
+    ".mha": ("metaimage", "ITKReader"),
+    ".mhd": ("metaimage", "ITKReader"),
+}
+_FORMAT_NAMES = {"nifti": "NIfTI file", "nrrd": "NRRD file", "metaimage": "MetaImage file"}
+_ACCEPTED = (
+    "a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file, a "
+    "multi-frame DICOM CT file, a folder holding a DICOM CT series, or a 3-D array"
+)
 
 
 def _describe(ref) -> str:
@@ -30,69 +41,68 @@ def _describe(ref) -> str:
     return repr(str(ref))
 
 
-def _dicom_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+def _file_format(path: Path):
+    name = path.name.lower()
+    for suffix, value in _FILE_FORMATS.items():
+        if name.endswith(suffix):
+            return value
+    return None
 
 
-def _check_dicom_folder(folder: Path, max_voxels: int | None) -> None:
-    """Refuse folders that are empty, not DICOM, mixed series or too large."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+def _header_shape(path: Path, fmt: str) -> tuple:
+    """Volume shape from the file header, before any voxel is read."""
+    if fmt == "nifti":
+        import nibabel as nib
 
-    files = _dicom_files(folder)
-    if not files:
-        raise CTReadError(
-            f"DICOM folder {str(folder)!r} contains no files; pass a folder holding one "
-            "DICOM series or a NIfTI file"
-        )
-    series: dict[str, int] = {}
-    rows = cols = 0
-    for f in files:
-        try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-        except (InvalidDicomError, OSError) as exc:
-            raise CTReadError(
-                f"file {str(f)!r} in DICOM folder {str(folder)!r} is not a readable DICOM "
-                f"file ({exc}); remove it or pass a folder with only one DICOM series"
-            ) from None
-        uid = str(getattr(ds, "SeriesInstanceUID", "<missing SeriesInstanceUID>"))
-        series[uid] = series.get(uid, 0) + 1
-        rows, cols = int(getattr(ds, "Rows", 0)), int(getattr(ds, "Columns", 0))
-    if len(series) > 1:
-        listing = ", ".join(f"{uid} ({n} files)" for uid, n in sorted(series.items()))
-        raise CTReadError(
-            f"DICOM folder {str(folder)!r} mixes {len(series)} series: {listing}; "
-            "put each series in its own folder and pass one folder per volume"
-        )
-    if len(files) < 2:
-        raise CTReadError(
-            f"DICOM folder {str(folder)!r} holds a single slice, i.e. a 2-D image; "
-            "a CT volume needs a series of at least 2 slices"
-        )
-    n_vox = rows * cols * len(files)
-    if max_voxels is not None and n_vox > max_voxels:
-        raise CTReadError(
-            f"DICOM series {str(folder)!r} has {n_vox} voxels ({cols}x{rows}x{len(files)}), "
-            f"more than max_voxels={max_voxels}; raise max_voxels or downsample the series"
-        )
+        return tuple(nib.load(str(path)).shape)
+    if fmt == "nrrd":
+        import nrrd
+
+        return tuple(nrrd.read_header(str(path))["sizes"])
+    with open(path, "rb") as fh:  # MetaImage: a text header of "Key = value" lines
+        for line in fh.read(65536).decode("latin-1").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "DimSize":
+                return tuple(int(v) for v in value.split())
+            if key.strip() == "ElementDataFile":
+                break
+    raise ValueError("no DimSize in the MetaImage header")
 
 
-def _check_nifti_header(path: Path, max_voxels: int | None) -> None:
-    import nibabel as nib
-
+def _check_file_header(path: Path, fmt: str, max_voxels: int | None) -> None:
+    what = _FORMAT_NAMES[fmt]
     try:
-        shape = nib.load(str(path)).shape
-    except Exception as exc:  # nibabel raises many types for broken headers
+        shape = _header_shape(path, fmt)
+    except ImportError:
+        raise
+    except Exception as exc:  # readers raise many types for broken headers
         raise CTReadError(
-            f"NIfTI file {str(path)!r} could not be read ({type(exc).__name__}: {exc}); "
-            "the file is corrupt or not NIfTI - re-export it"
+            f"{what} {str(path)!r} could not be read ({type(exc).__name__}: {exc}); "
+            "the file is corrupt or not of that format - re-export it"
         ) from None
     n_vox = int(np.prod(shape))
     if max_voxels is not None and n_vox > max_voxels:
         raise CTReadError(
-            f"NIfTI file {str(path)!r} has {n_vox} voxels (shape {shape}), more than "
+            f"{what} {str(path)!r} has {n_vox} voxels (shape {shape}), more than "
             f"max_voxels={max_voxels}; raise max_voxels or downsample the volume"
         )
+
+
+def _reader(name: str):
+    if name == "NrrdReader":
+        try:
+            import nrrd  # noqa: F401
+        except ImportError:
+            raise ImportError("reading NRRD volumes needs pynrrd; pip install pynrrd") from None
+    if name == "ITKReader":
+        try:
+            import itk  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "reading MetaImage (.mha/.mhd) volumes needs ITK's IO modules; "
+                "pip install 'multimodal-surv[itk]' (or itk-io)"
+            ) from None
+    return name
 
 
 def _as_volume(img, ref) -> object:
@@ -122,18 +132,114 @@ def _as_volume(img, ref) -> object:
     return img
 
 
-def load_ct_volume(ref, *, max_voxels: int | None = None):
+def _array_volume(ref: np.ndarray, max_voxels):
+    import torch
+    from monai.data import MetaTensor
+
+    if ref.ndim != 3:
+        raise CTReadError(
+            f"CT array has {ref.ndim} dimensions (shape {ref.shape}); pass a 3-D volume"
+        )
+    if max_voxels is not None and ref.size > max_voxels:
+        raise CTReadError(
+            f"CT array has {ref.size} voxels (shape {ref.shape}), more than "
+            f"max_voxels={max_voxels}; raise max_voxels or downsample the volume"
+        )
+    if not np.issubdtype(ref.dtype, np.number):
+        raise CTReadError(f"CT array has non-numeric dtype {ref.dtype}; pass HU values")
+    data = torch.as_tensor(np.asarray(ref, dtype=np.float32))[None]
+    return MetaTensor(data, affine=torch.eye(4, dtype=torch.float64))
+
+
+def _single_dicom_file(path: Path):
+    """A path that is neither a known volume format nor a folder: a multi-frame DICOM CT?"""
+    ds = read_header(path)
+    if ds is None:
+        raise CTReadError(f"CT path {str(path)!r} is not a file format read here; pass {_ACCEPTED}")
+    if not is_ct_image(ds) or int(ds.get("NumberOfFrames", 1) or 1) < 2:
+        kind = "not a CT image" if not is_ct_image(ds) else "a single CT slice"
+        raise CTReadError(
+            f"DICOM file {str(path)!r} is {kind}; pass the folder holding the whole CT "
+            "series (or a multi-frame CT file)"
+        )
+    return ds
+
+
+def load_ct_volume_with_info(ref, *, max_voxels=None, dicom_series="largest"):
+    """:func:`load_ct_volume`, plus a dict describing what was read (format, DICOM series)."""
+    import torch
+    from monai.transforms import LoadImage
+
+    info = {"format": "array"}
+    if isinstance(ref, np.ndarray):
+        return _as_volume(_array_volume(ref, max_voxels), ref), info
+    if not isinstance(ref, str | os.PathLike):
+        raise CTReadError(
+            f"CT reference {ref!r} of type {type(ref).__name__} is not a path or an array; "
+            f"pass {_ACCEPTED}"
+        )
+    if not isinstance(dicom_series, str):
+        raise TypeError(
+            f"dicom_series={dicom_series!r} must be 'largest', 'error' or a SeriesInstanceUID"
+        )
+    path = Path(ref)
+    if not path.exists():
+        raise CTReadError(
+            f"CT path {str(path)!r} does not exist; pass an existing NIfTI file or DICOM "
+            "series folder, or set on_error='nan' to encode it as missing"
+        )
+    fmt = None if path.is_dir() else _file_format(path)
+    if fmt is None:
+        if path.is_dir():
+            series, info = choose_series(path, dicom_series, max_voxels)
+        else:
+            ds = _single_dicom_file(path)
+            series, info = choose_series_of_file(path, ds, max_voxels)
+        try:
+            img = read_series(series)
+        except CTReadError:
+            raise
+        except Exception as exc:  # readers raise many exception types on broken data
+            raise CTReadError(
+                f"DICOM series {str(path)!r} could not be read ({type(exc).__name__}: {exc}); "
+                "the data are corrupt or truncated - re-export them"
+            ) from None
+    else:
+        fmt, reader = fmt
+        _check_file_header(path, fmt, max_voxels)
+        loader = LoadImage(reader=_reader(reader), image_only=True, ensure_channel_first=True)
+        try:
+            img = loader(str(path))
+        except Exception as exc:  # readers raise many exception types on broken data
+            raise CTReadError(
+                f"{_FORMAT_NAMES[fmt]} {str(path)!r} could not be read "
+                f"({type(exc).__name__}: {exc}); the data are corrupt or truncated - "
+                "re-export them"
+            ) from None
+        info = {"format": fmt}
+    img = img.float() if img.dtype != torch.float32 else img
+    return _as_volume(img, ref), info
+
+
+def load_ct_volume(ref, *, max_voxels: int | None = None, dicom_series: str = "largest"):
     """Load one CT volume as a channel-first MONAI ``MetaTensor``.
 
     Parameters
     ----------
     ref : str, os.PathLike or ndarray
-        A NIfTI file (``.nii`` / ``.nii.gz``), a folder holding exactly one DICOM
-        series, or a 3-D array of Hounsfield units (taken as RAS with 1 mm
-        isotropic voxels).
+        A NIfTI (``.nii`` / ``.nii.gz``), NRRD (``.nrrd`` / ``.nhdr``) or
+        MetaImage (``.mha`` / ``.mhd``, needs ``itk-io``) file; a folder
+        holding a DICOM CT series (searched recursively; files need no
+        ``.dcm`` extension; non-image objects such as RTSTRUCT, SEG or SR are
+        skipped); a multi-frame (enhanced) DICOM CT file; or a 3-D array of
+        Hounsfield units (taken as RAS with 1 mm isotropic voxels).
     max_voxels : int or None, default=None
         Refuse volumes with more voxels than this (checked from the header,
         before the voxels are read).
+    dicom_series : str, default="largest"
+        Which CT series of a DICOM folder holding several: ``"largest"``
+        (most slices, then thinnest slices, then smallest UID), ``"error"``
+        (refuse the folder), or a SeriesInstanceUID.
 
     Returns
     -------
@@ -143,8 +249,9 @@ def load_ct_volume(ref, *, max_voxels: int | None = None):
     Raises
     ------
     CTReadError
-        Missing path, unreadable or corrupt file, DICOM folder mixing series,
-        a 2-D image, non-finite voxels, or more voxels than ``max_voxels``.
+        Missing path, unreadable or corrupt file, a DICOM folder with no CT
+        series (or several, under ``dicom_series="error"``), a 2-D image,
+        non-finite voxels, or more voxels than ``max_voxels``.
 
     Examples
     --------
@@ -154,164 +261,4 @@ def load_ct_volume(ref, *, max_voxels: int | None = None):
     >>> tuple(vol.shape)
     (1, 4, 5, 6)
     """
-    import torch
-    from monai.data import MetaTensor
-    from monai.transforms import LoadImage
-
-    if isinstance(ref, np.ndarray):
-        if ref.ndim != 3:
-            raise CTReadError(
-                f"CT array has {ref.ndim} dimensions (shape {ref.shape}); pass a 3-D volume"
-            )
-        if max_voxels is not None and ref.size > max_voxels:
-            raise CTReadError(
-                f"CT array has {ref.size} voxels (shape {ref.shape}), more than "
-                f"max_voxels={max_voxels}; raise max_voxels or downsample the volume"
-            )
-        if not np.issubdtype(ref.dtype, np.number):
-            raise CTReadError(f"CT array has non-numeric dtype {ref.dtype}; pass HU values")
-        data = torch.as_tensor(np.asarray(ref, dtype=np.float32))[None]
-        return _as_volume(MetaTensor(data, affine=torch.eye(4, dtype=torch.float64)), ref)
-    if not isinstance(ref, str | os.PathLike):
-        raise CTReadError(
-            f"CT reference {ref!r} of type {type(ref).__name__} is not a path or an array; "
-            "pass a NIfTI path, a DICOM series folder or a 3-D numpy array"
-        )
-    path = Path(ref)
-    if not path.exists():
-        raise CTReadError(
-            f"CT path {str(path)!r} does not exist; pass an existing NIfTI file or DICOM "
-            "series folder, or set on_error='nan' to encode it as missing"
-        )
-    if path.is_dir():
-        _check_dicom_folder(path, max_voxels)
-        reader = "PydicomReader"
-    elif path.name.lower().endswith(_NIFTI_SUFFIXES):
-        _check_nifti_header(path, max_voxels)
-        reader = "NibabelReader"
-    else:
-        raise CTReadError(
-            f"CT path {str(path)!r} is neither a NIfTI file (.nii, .nii.gz) nor a folder; "
-            "pass a NIfTI file or a folder holding one DICOM series"
-        )
-    loader = LoadImage(reader=reader, image_only=True, ensure_channel_first=True)
-    try:
-        img = loader(str(path))
-    except Exception as exc:  # readers raise many exception types on broken data
-        kind = "DICOM series" if reader == "PydicomReader" else "NIfTI file"
-        raise CTReadError(
-            f"{kind} {str(path)!r} could not be read ({type(exc).__name__}: {exc}); "
-            "the data are corrupt or truncated - re-export them"
-        ) from None
-    img = img.float() if img.dtype != torch.float32 else img
-    return _as_volume(img, ref)
-
-
-def write_nifti(volume: np.ndarray, path, *, spacing=(1.0, 1.0, 1.0), affine=None) -> Path:
-    """Write a 3-D array of Hounsfield units as a NIfTI file (int16, RAS).
-
-    Parameters
-    ----------
-    volume : ndarray of shape (X, Y, Z)
-        Voxel values in HU, first axis left->right, second posterior->anterior,
-        third inferior->superior.
-    path : str or os.PathLike
-        Destination ending in ``.nii`` or ``.nii.gz``.
-    spacing : tuple of 3 floats, default=(1, 1, 1)
-        Voxel size in mm (ignored when ``affine`` is given).
-    affine : ndarray of shape (4, 4) or None
-        Voxel-to-RAS affine; default ``diag(spacing + (1,))``.
-
-    Returns
-    -------
-    path : pathlib.Path
-    """
-    import nibabel as nib
-
-    volume = np.asarray(volume)
-    if volume.ndim != 3:
-        raise ValueError(f"volume must be 3-D, got shape {volume.shape}")
-    if affine is None:
-        affine = np.diag([*map(float, spacing), 1.0])
-    img = nib.Nifti1Image(np.round(volume).astype(np.int16), np.asarray(affine, float))
-    path = Path(path)
-    nib.save(img, str(path))
-    return path
-
-
-def write_dicom_series(
-    volume: np.ndarray,
-    folder,
-    *,
-    spacing=(1.0, 1.0, 1.0),
-    series_uid: str | None = None,
-) -> Path:
-    """Write a 3-D array of Hounsfield units as a DICOM CT series (one file per slice).
-
-    The geometry matches :func:`write_nifti` with the same ``spacing``: after
-    loading and reorienting to RAS both give the same voxel grid.
-
-    Parameters
-    ----------
-    volume : ndarray of shape (X, Y, Z)
-        Voxel values in HU in RAS index order (see :func:`write_nifti`).
-    folder : str or os.PathLike
-        Output folder (created); files ``slice_0000.dcm`` ... are written.
-    spacing : tuple of 3 floats, default=(1, 1, 1)
-        Voxel size in mm along X, Y, Z.
-    series_uid : str or None
-        SeriesInstanceUID; a fresh one when None.
-
-    Returns
-    -------
-    folder : pathlib.Path
-    """
-    from pydicom.dataset import Dataset as DicomDataset
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    volume = np.asarray(volume)
-    if volume.ndim != 3:
-        raise ValueError(f"volume must be 3-D, got shape {volume.shape}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    sx, sy, sz = map(float, spacing)
-    nx, ny, nz = volume.shape
-    series_uid = series_uid or generate_uid()
-    study_uid = generate_uid()
-    frame_uid = generate_uid()
-    # DICOM patient axes are LPS; rows run along +P (= -A), columns along +L (= -R).
-    # Pixel (r, c) of slice k is RAS voxel (nx-1-c, ny-1-r, k).
-    for k in range(nz):
-        pixels = np.round(volume[::-1, ::-1, k].T).astype(np.int16)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        sop_uid = generate_uid()
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = DicomDataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop_uid
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.FrameOfReferenceUID = frame_uid
-        ds.Modality = "CT"
-        ds.PatientID = "synthetic"
-        ds.InstanceNumber = k + 1
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.ImagePositionPatient = [-(nx - 1) * sx, -(ny - 1) * sy, k * sz]
-        ds.PixelSpacing = [sy, sx]  # row spacing, column spacing
-        ds.SliceThickness = sz
-        ds.Rows, ds.Columns = pixels.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.RescaleIntercept = 0
-        ds.RescaleSlope = 1
-        ds.PixelData = pixels.tobytes()
-        ds.save_as(folder / f"slice_{k:04d}.dcm", enforce_file_format=True)
-    return folder
+    return load_ct_volume_with_info(ref, max_voxels=max_voxels, dicom_series=dicom_series)[0]
