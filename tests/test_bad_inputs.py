@@ -357,7 +357,10 @@ def _garbage_file(tmp_path, name, content):
             r"could not be read .*the file is corrupt or not NIfTI - re-export it",
         ),
         (lambda p: _garbage_file(p, "empty.nii.gz", b""), r"Empty file"),
-        (lambda p: _garbage_file(p, "x.txt", b"hello"), r"is neither a NIfTI file"),
+        (
+            lambda p: _garbage_file(p, "x.txt", b"hello"),
+            r"x.txt' is not a file format read here; pass a NIfTI",
+        ),
         (lambda p: VOL[:1, :1, :1], r"is not a 3-D volume"),
     ],
 )
@@ -367,7 +370,7 @@ def test_ct_unreadable_inputs(ct_fitted, tmp_path, make_ref, match):
         ct_fitted.transform([VOL, ref])
     assert "row 1" in str(info.value) and "set on_error='nan'" in str(info.value)
     # documented alternative: a NaN row and a warning, the good row encoded
-    with pytest.warns(UserWarning, match=r"1 CT inputs could not be encoded"):
+    with pytest.warns(UserWarning, match=r"1 of 2 CT inputs could not be read"):
         out = ct_fitted.set_params(on_error="nan").transform([VOL, ref])
     ct_fitted.set_params(on_error="raise")
     assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()

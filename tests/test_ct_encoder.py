@@ -259,12 +259,17 @@ def test_corrupt_nifti(tmp_path, fitted, volume):
         fitted.transform([str(bad)])
 
 
-def test_dicom_folder_with_mixed_series(tmp_path, fitted, volume):
+def test_dicom_folder_with_two_series(tmp_path, fitted, volume):
     folder = tmp_path / "mixed"
     write_dicom_series(volume[:, :, :4], folder / "a", series_uid="1.2.3.4")
     write_dicom_series(volume[:, :, :3], folder / "b", series_uid="1.2.3.5")
-    with pytest.raises(CTReadError, match=r"mixes 2 series: 1\.2\.3\.4 \(4 files\), 1\.2\.3\.5"):
-        fitted.transform([str(folder)])
+    emb = fitted.transform([str(folder), str(folder / "a")])
+    np.testing.assert_array_equal(emb[0], emb[1])  # the series with the most slices
+    assert fitted.input_report_["series_uid"].tolist() == ["1.2.3.4", "1.2.3.4"]
+    strict = clone(fitted).set_params(dicom_series="error").fit([volume, volume])
+    match = r"holds 2 CT image series: 1\.2\.3\.4 \(4 slices, 1 mm\), 1\.2\.3\.5 \(3 slices"
+    with pytest.raises(CTReadError, match=match):
+        strict.transform([str(folder)])
 
 
 def test_two_dimensional_image(tmp_path, fitted, volume):
@@ -293,7 +298,7 @@ def test_voxel_limit(tmp_path, volume):
 
 def test_on_error_nan_gives_nan_row_and_warns(fitted, volume):
     enc = clone(fitted).set_params(on_error="nan").fit([volume, volume])
-    with pytest.warns(UserWarning, match=r"1 CT inputs could not be encoded .*does not exist"):
+    with pytest.warns(UserWarning, match=r"1 of 3 CT inputs could not be read .*does not exist"):
         emb = enc.transform([volume, "/no/such.nii.gz", None])
     assert np.isfinite(emb[0]).all()
     assert np.isnan(emb[1]).all() and np.isnan(emb[2]).all()

@@ -16,6 +16,7 @@ their frames first so that the same geometry code stacks them.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,26 @@ import numpy as np
 from ..exceptions import CTReadError
 
 logger = logging.getLogger("multimodal_surv.datasets")
+
+
+class _DropMessage(logging.Filter):
+    """Drop one known, harmless log line (MONAI announces a missing GPU DICOM decoder
+    every time a DICOM reader is built, i.e. once per volume)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def quiet_monai_dicom_plugin() -> None:
+    """Silence MONAI's notice that its optional GPU DICOM decoder is absent."""
+    monai_logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    if not any(isinstance(f, _DropMessage) for f in monai_logger.filters):
+        monai_logger.addFilter(_DropMessage("nvImageCodec is not available"))
+
 
 CT_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
@@ -79,16 +100,25 @@ def read_header(path: Path):
     return ds if ("SOPClassUID" in ds or "Modality" in ds) else None
 
 
+def _sop_class(ds):
+    """The SOP Class UID, from the file meta information if the data set lost it."""
+    sop = ds.get("SOPClassUID", None)
+    meta = getattr(ds, "file_meta", None)
+    if not sop and meta is not None:
+        sop = meta.get("MediaStorageSOPClassUID", None)
+    return sop
+
+
 def is_ct_image(ds) -> bool:
     """CT image storage by SOP Class UID, or by ``Modality`` when the class is absent."""
-    sop = str(ds.get("SOPClassUID", "") or "")
+    sop = str(_sop_class(ds) or "")
     if sop:
         return sop in CT_IMAGE_SOP_CLASSES
     return str(ds.get("Modality", "")).upper() == "CT" and "Rows" in ds
 
 
 def _object_name(ds) -> str:
-    sop = ds.get("SOPClassUID", None)
+    sop = _sop_class(ds)
     name = getattr(sop, "name", None) or (str(sop) if sop else "no SOP Class UID")
     return f"{name} ({ds.get('Modality', '?')})"
 
@@ -137,7 +167,13 @@ def scan_dicom_folder(folder: Path) -> tuple[dict[str, DicomSeries], dict[str, i
 
 
 def _add_file(series: dict[str, DicomSeries], path: Path, ds) -> None:
-    uid = str(ds.get("SeriesInstanceUID", "") or "<no SeriesInstanceUID>")
+    missing = [k for k in ("SeriesInstanceUID", "Rows", "Columns") if not ds.get(k, None)]
+    if missing:
+        raise CTReadError(
+            f"CT image file {str(path)!r} has no {', '.join(missing)}; the file is truncated "
+            "or corrupt - re-export it or remove it from the folder"
+        )
+    uid = str(ds.SeriesInstanceUID)
     s = series.setdefault(uid, DicomSeries(uid))
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     s.files.append(path)
@@ -297,5 +333,8 @@ def read_series(series: DicomSeries):
             self.has_series = True
             return slices
 
-    loader = LoadImage(reader=_ChosenSlices(), image_only=True, ensure_channel_first=True)
-    return loader(names[0])
+    quiet_monai_dicom_plugin()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
+        loader = LoadImage(reader=_ChosenSlices(), image_only=True, ensure_channel_first=True)
+        return loader(names[0])

@@ -28,6 +28,7 @@ _FILE_FORMATS = {  # suffix -> (format, MONAI reader)
     ".mha": ("metaimage", "ITKReader"),
     ".mhd": ("metaimage", "ITKReader"),
 }
+_SHORT_NAMES = {"nifti": "NIfTI", "nrrd": "NRRD", "metaimage": "MetaImage"}
 _FORMAT_NAMES = {"nifti": "NIfTI file", "nrrd": "NRRD file", "metaimage": "MetaImage file"}
 _ACCEPTED = (
     "a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file, a "
@@ -78,7 +79,7 @@ def _check_file_header(path: Path, fmt: str, max_voxels: int | None) -> None:
     except Exception as exc:  # readers raise many types for broken headers
         raise CTReadError(
             f"{what} {str(path)!r} could not be read ({type(exc).__name__}: {exc}); "
-            "the file is corrupt or not of that format - re-export it"
+            f"the file is corrupt or not {_SHORT_NAMES[fmt]} - re-export it"
         ) from None
     n_vox = int(np.prod(shape))
     if max_voxels is not None and n_vox > max_voxels:
@@ -262,3 +263,17 @@ def load_ct_volume(ref, *, max_voxels: int | None = None, dicom_series: str = "l
     (1, 4, 5, 6)
     """
     return load_ct_volume_with_info(ref, max_voxels=max_voxels, dicom_series=dicom_series)[0]
+
+
+def describe_ct_reference(ref, dicom_series: str = "largest") -> dict:
+    """What :func:`load_ct_volume` would read, from headers only (no voxel is read)."""
+    if isinstance(ref, np.ndarray):
+        return {"format": "array"}
+    path = Path(ref)
+    if path.is_dir():
+        return choose_series(path, dicom_series, None)[1]
+    fmt = _file_format(path)
+    if fmt is not None:
+        return {"format": fmt[0]}
+    ds = _single_dicom_file(path)
+    return choose_series_of_file(path, ds, None)[1]

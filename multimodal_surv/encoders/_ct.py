@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import numbers
 import os
-import warnings
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._hints import closest_match
+from .._warnings import warn_user
 from ..exceptions import CTReadError
 from ._cache import EmbeddingCache, content_hash, fingerprint
 from ._ct_backbones import (
@@ -25,7 +25,7 @@ from ._ct_backbones import (
     load_state_dict_file,
     load_weights_strict,
 )
-from ._ct_inputs import _column, _is_missing
+from ._ct_inputs import _column, _is_missing, check_dicom_series, input_report
 from ._ct_loading import _collate, _CTDataset
 from ._ct_pretrain import (
     CompactCTNet,
@@ -150,6 +150,13 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         Unreadable, corrupt, non-3-D or non-finite input: raise a
         :class:`~multimodal_surv.datasets.CTReadError`, or return a NaN row
         and warn.
+    dicom_series : str, default="largest"
+        Which CT image series to encode when a DICOM folder holds several
+        (non-image objects such as RTSTRUCT, SEG or SR never count):
+        ``"largest"`` takes the series with the most slices, then the
+        thinnest slices; ``"error"`` refuses such a folder; a
+        SeriesInstanceUID takes that series. The choice per row is in
+        ``input_report_``.
     max_voxels : int or None, default=134217728
         Refuse volumes with more voxels than this (512**3 by default),
         checked from the header before reading.
@@ -178,6 +185,13 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         Rows the last :meth:`transform` encoded with the backbone (cache
         entries are written batch by batch, as soon as each is computed, so an
         interrupted run loses at most one batch).
+    input_report_ : pandas.DataFrame
+        One row per row of the last :meth:`transform`'s input: ``status``
+        (``"encoded"``, ``"cached"``, ``"missing"``, ``"error"``), ``format``,
+        the DICOM ``series_uid`` chosen with its ``n_slices`` and
+        ``slice_thickness``, ``n_ct_series`` (CT series found in the folder),
+        ``n_skipped_files`` (non-image objects and other files skipped) and
+        the ``error`` message.
     n_features_in_ : int
         Always 1.
     feature_names_in_ : ndarray of str
@@ -226,6 +240,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         "device": [str, torch.device],
         "cache_dir": [str, os.PathLike, None],
         "on_error": [StrOptions({"raise", "nan"})],
+        "dicom_series": [str],
         "max_voxels": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "verbose": ["boolean"],
         "random_state": ["random_state"],
@@ -253,6 +268,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         device="cpu",
         cache_dir=None,
         on_error="raise",
+        dicom_series="largest",
         max_voxels=512**3,
         verbose=False,
         random_state=None,
@@ -276,6 +292,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         self.device = device
         self.cache_dir = cache_dir
         self.on_error = on_error
+        self.dicom_series = dicom_series
         self.max_voxels = max_voxels
         self.verbose = verbose
         self.random_state = random_state
@@ -430,7 +447,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ loading
 
     def _iter_preprocessed(self, refs, indices, desc, progress=None):
-        dataset = _CTDataset(refs, indices, self.preprocessing_, self.max_voxels)
+        dataset = _CTDataset(refs, indices, self.preprocessing_, self.max_voxels, self.dicom_series)
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -444,20 +461,22 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             return tqdm(loader, desc=desc, total=len(loader))
         return loader
 
-    def _handle_errors(self, errors: list[tuple[int, str]], stacklevel=3) -> None:
+    def _handle_errors(self, errors: list[tuple[int, str]], n_rows=None) -> None:
+        """Raise (``on_error="raise"``) or warn once, at the caller's line, for all rows."""
         if not errors:
             return
+        errors = sorted(errors)
         first = errors[0][1]
         if self.on_error == "raise":
             raise CTReadError(
                 f"{first} (row {errors[0][0]}; {len(errors)} unreadable CT inputs in total; "
                 "set on_error='nan' to encode them as missing)"
             )
-        warnings.warn(
-            f"{len(errors)} CT inputs could not be encoded and give NaN rows "
-            f"(first, row {errors[0][0]}: {first})",
-            UserWarning,
-            stacklevel=stacklevel,
+        of = f" of {n_rows}" if n_rows is not None else ""
+        warn_user(
+            f"{len(errors)}{of} CT inputs could not be read and give NaN rows (first, row "
+            f"{errors[0][0]}: {first}); see input_report_ for every row, fix or remove "
+            "these inputs, or set on_error='raise' to stop at the first"
         )
 
     # ------------------------------------------------------------------ API
@@ -468,14 +487,40 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : one-column DataFrame, Series or list
-            CT references (NIfTI paths, DICOM folders, 3-D arrays; NA = missing).
+            CT references (files, DICOM folders, 3-D arrays; NA = missing).
         y : ignored
 
         Returns
         -------
         self : CTEncoder
         """
+        errors, n_rows = self._fit(X)
+        self._handle_errors(errors, n_rows)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit, then embed the same rows; one warning for the rows that could not be read.
+
+        Parameters
+        ----------
+        X : one-column DataFrame, Series or list
+            CT references (files, DICOM folders, 3-D arrays; NA = missing).
+        y : ignored
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        fit_errors, n_rows = self._fit(X)
+        out, errors = self._transform(X)
+        failed = {i for i, _ in errors}
+        self._handle_errors(errors + [e for e in fit_errors if e[0] not in failed], n_rows)
+        return out
+
+    def _fit(self, X):
+        """:meth:`fit`, returning the rows that could not be read instead of warning."""
         self._validate_params()
+        check_dicom_series(self.dicom_series)
         kind = self._backbone_kind()
         if self.cache_dir is not None and os.path.exists(self.cache_dir):
             if not os.path.isdir(self.cache_dir):
@@ -507,18 +552,20 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         seed = int(rng.randint(2**31 - 1))
         backbone = self._build_backbone(kind, seed)
         self.pretrain_losses_ = []
+        errors = []
         if kind == "ssl" and self.weights is None and self.pretrain_epochs > 0:
             present = [i for i, r in enumerate(refs) if not _is_missing(r)]
             if len(present) > self.pretrain_max_volumes:
                 present = sorted(rng.choice(present, self.pretrain_max_volumes, replace=False))
             volumes, errors = [], []
             for batch in self._iter_preprocessed(refs, present, "CT preprocessing (fit)"):
-                for i, vol, err in batch:
+                for i, vol, err, _ in batch:
                     if err is not None:
                         errors.append((i, err))
                     else:
                         volumes.append(vol.to(torch.float16))
-            self._handle_errors(errors)
+            if self.on_error == "raise":
+                self._handle_errors(errors)
             if len(volumes) < 2:
                 raise ValueError(
                     f"backbone='ssl' pretrains on the volumes given to fit, but only "
@@ -552,9 +599,10 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                 "token_grid": self.token_grid_,
                 "pooling": self.pooling_,
                 "format": 2,
+                "dicom_series": self.dicom_series,
             }
             self.cache_namespace_ = fingerprint(config, backbone.state_dict())
-        return self
+        return errors, len(refs)
 
     def _probe_width(self) -> int:
         size = self.preprocessing_["spatial_size"]
@@ -576,6 +624,12 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         -------
         embeddings : ndarray of shape (n_samples, n_features_out), float32
         """
+        out, errors = self._transform(X)
+        self._handle_errors(errors, len(out))
+        return out
+
+    def _transform(self, X):
+        """:meth:`transform`, returning the rows that could not be read instead of warning."""
         check_is_fitted(self, "backbone_")
         refs, names = _column(X)
         if names is not None and hasattr(self, "feature_names_in_"):
@@ -588,6 +642,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         todo = [i for i, r in enumerate(refs) if not _is_missing(r)]
         keys: dict[int, str] = {}
         self.n_cache_hits_ = 0
+        infos: dict[int, dict] = {}
         if self.cache_dir is not None:
             cache = EmbeddingCache(self.cache_dir, self.cache_namespace_)
             remaining = []
@@ -601,6 +656,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                 if hit is not None and hit.shape == (self.n_features_out_,):
                     out[i] = hit
                     self.n_cache_hits_ += 1
+                    infos[i] = {"status": "cached"}
                 else:
                     remaining.append(i)
             todo = remaining
@@ -616,14 +672,15 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             )
         else:
             results = [self._encode_rows(refs, todo, keys, progress=self.verbose)] if todo else []
-        for shard, (emb, computed, shard_errors) in zip(shards, results, strict=True):
+        for shard, (emb, computed, shard_errors, shard_infos) in zip(shards, results, strict=True):
             out[shard] = emb
             self.n_computed_ += int(computed.sum())
             errors.extend((shard[k], err) for k, err in shard_errors)
+            infos.update((shard[k], info) for k, info in shard_infos)
         if errors and self.on_error == "raise":
             self._handle_errors(errors[:1])
-        self._handle_errors(errors)
-        return out
+        self.input_report_ = input_report(X, refs, infos, dict(errors), self.dicom_series)
+        return out, errors
 
     def _shards(self, todo: list[int]) -> list[list[int]]:
         """Rows per parallel task: whole batches, so every batch is the serial one."""
@@ -642,8 +699,9 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         """Encode ``refs[i]`` for ``i`` in ``rows``, writing each batch's cache entries at once.
 
         Returns the embeddings (one row per ``rows`` item), a mask of rows
-        encoded, and ``(position in rows, message)`` of each unreadable input;
-        with ``on_error="raise"`` it stops at the first one.
+        encoded, ``(position in rows, message)`` of each unreadable input (with
+        ``on_error="raise"`` it stops at the first one) and ``(position in rows,
+        dict)`` describing what was read.
         """
         cache = None
         if self.cache_dir is not None:
@@ -652,16 +710,18 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         emb_out = np.full((len(rows), self.n_features_out_), np.nan, dtype=np.float32)
         computed = np.zeros(len(rows), dtype=bool)
         errors: list[tuple[int, str]] = []
+        infos: list[tuple[int, dict]] = []
         with torch.no_grad():
             for batch in self._iter_preprocessed(refs, rows, "CT encoding", progress):
                 good = []
-                for i, vol, err in batch:
+                for i, vol, err, info in batch:
+                    infos.append((pos[i], info))
                     if err is None:
                         good.append((i, vol))
                     else:
                         errors.append((pos[i], err))
                         if self.on_error == "raise":
-                            return emb_out, computed, errors
+                            return emb_out, computed, errors, infos
                 for group in self._same_shape_groups(good):
                     idx = [i for i, _ in group]
                     x = torch.stack([v for _, v in group]).to(self.device_)
@@ -673,7 +733,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                         for i, row in zip(idx, emb, strict=True):
                             if keys.get(i) is not None:
                                 cache.put(keys[i], row)
-        return emb_out, computed, errors
+        return emb_out, computed, errors, infos
 
     @staticmethod
     def _same_shape_groups(items):

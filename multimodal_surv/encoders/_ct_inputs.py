@@ -1,9 +1,13 @@
-"""The column of CT references that ``CTEncoder`` takes: parsing and missing values."""
+"""The column of CT references that ``CTEncoder`` takes: parsing, options, the input report."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
+
+from .._hints import did_you_mean
 
 
 def _is_missing(ref) -> bool:
@@ -46,3 +50,69 @@ def _column(X) -> tuple[list, list[str] | None]:
         f"X of type {type(X).__name__} is not a column of CT references; pass a one-column "
         "DataFrame, a Series or a list of NIfTI paths, DICOM folders or 3-D arrays"
     )
+
+
+_SERIES_RULES = ("largest", "error")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)+")
+
+
+def check_dicom_series(value) -> None:
+    """``dicom_series`` is "largest", "error" or a DICOM UID (digits and dots)."""
+    if value in _SERIES_RULES or (isinstance(value, str) and _UID.fullmatch(value)):
+        return
+    raise ValueError(
+        f"dicom_series={value!r} is neither 'largest', 'error' nor a SeriesInstanceUID "
+        f"(digits and dots, e.g. '1.2.840.113619.2.55.3');{did_you_mean(value, _SERIES_RULES)} "
+        "pass 'largest' (most slices, then thinnest), 'error' or the UID of the series"
+    )
+
+
+_REPORT_COLUMNS = (
+    "reference",
+    "status",
+    "format",
+    "series_uid",
+    "n_slices",
+    "slice_thickness",
+    "n_ct_series",
+    "n_skipped_files",
+    "error",
+)
+
+
+def _reference_text(ref) -> str | None:
+    if _is_missing(ref):
+        return None
+    if isinstance(ref, np.ndarray):
+        return f"array of shape {ref.shape}"
+    return str(ref)
+
+
+def input_report(X, refs, infos: dict, errors: dict, dicom_series: str) -> pd.DataFrame:
+    """One row per CT reference: what was read (format, DICOM series chosen) or the error.
+
+    Rows read from the embedding cache are described from their DICOM headers
+    only (no voxel is read), with the same series rule.
+    """
+    from ..datasets._imaging import describe_ct_reference
+
+    rows = []
+    for i, ref in enumerate(refs):
+        row = dict.fromkeys(_REPORT_COLUMNS)
+        row["reference"] = _reference_text(ref)
+        info = infos.get(i, {})
+        if _is_missing(ref):
+            row["status"] = "missing"
+        elif i in errors:
+            row.update(status="error", error=errors[i])
+        elif info.get("status") == "cached":
+            row.update(describe_ct_reference(ref, dicom_series), status="cached")
+        else:
+            row.update(info, status="encoded")
+        rows.append(row)
+    index = X.index if isinstance(X, pd.DataFrame | pd.Series) else None
+    report = pd.DataFrame(rows, columns=list(_REPORT_COLUMNS), index=index)
+    counts = ["n_slices", "n_ct_series", "n_skipped_files"]
+    report[counts] = report[counts].astype("Int64")
+    report["slice_thickness"] = report["slice_thickness"].astype(float)
+    return report

@@ -2,43 +2,30 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import torch
 
-from ..datasets._imaging import load_ct_volume
+from ..datasets._dicom import quiet_monai_dicom_plugin
+from ..datasets._imaging import load_ct_volume_with_info
 from ..exceptions import CTReadError
 
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 
-class _DropMessage(logging.Filter):
-    """Drop one known, harmless log line (MONAI announces a missing GPU DICOM decoder
-    every time an image loader is built, i.e. once per volume)."""
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
-
-
-def _quiet_monai_dicom_plugin() -> None:
-    logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
-    if not any(isinstance(f, _DropMessage) for f in logger.filters):
-        logger.addFilter(_DropMessage("nvImageCodec is not available"))
-
-
 class _CTDataset(torch.utils.data.Dataset):
-    """Loads and preprocesses one reference per item; errors come back as text."""
+    """Loads and preprocesses one reference per item; errors come back as text.
 
-    def __init__(self, refs, indices, preprocessing: dict, max_voxels):
+    Each item is ``(row, volume or None, error message or None, info)``, where
+    ``info`` describes what was read (format; DICOM series chosen).
+    """
+
+    def __init__(self, refs, indices, preprocessing: dict, max_voxels, dicom_series="largest"):
         self.refs = refs
         self.indices = indices
         self.preprocessing = preprocessing
         self.max_voxels = max_voxels
+        self.dicom_series = dicom_series
         self._transform = None
 
     def _build(self):
@@ -51,7 +38,7 @@ class _CTDataset(torch.utils.data.Dataset):
             Spacing,
         )
 
-        _quiet_monai_dicom_plugin()
+        quiet_monai_dicom_plugin()
         p = self.preprocessing
         steps = []
         if p["orientation"] is not None:
@@ -78,12 +65,14 @@ class _CTDataset(torch.utils.data.Dataset):
             with warnings.catch_warnings():
                 # MONAI's optional GPU DICOM decoder announces its absence on every read.
                 warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
-                vol = load_ct_volume(self.refs[i], max_voxels=self.max_voxels)
+                vol, info = load_ct_volume_with_info(
+                    self.refs[i], max_voxels=self.max_voxels, dicom_series=self.dicom_series
+                )
                 vol = self._transform(vol)
         except (CTReadError, OSError) as exc:
-            return i, None, str(exc)
+            return i, None, str(exc), {}
         vol = vol.as_tensor() if hasattr(vol, "as_tensor") else torch.as_tensor(vol)
-        return i, vol.float().contiguous(), None
+        return i, vol.float().contiguous(), None, info
 
 
 def _collate(items):
