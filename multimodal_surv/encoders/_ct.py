@@ -51,8 +51,10 @@ def _encode_shard(encoder, refs, keys):
 class CTEncoder(TransformerMixin, BaseEstimator):
     """Encode CT volumes into embeddings with a frozen 3-D backbone.
 
-    Each row of the input column is a CT reference: a NIfTI file, a folder
-    holding one DICOM series, or a 3-D array of Hounsfield units; a missing
+    Each row of the input column is a CT reference: a NIfTI, NRRD or
+    MetaImage file, a DICOM export folder (its CT series is chosen by
+    ``dicom_series``; non-image objects are skipped), a multi-frame DICOM CT
+    file, or a 3-D array of Hounsfield units; a missing
     value (None / NaN) gives an all-NaN row (modality missing). Volumes are
     loaded and preprocessed with MONAI (orientation, resampling to a target
     spacing, HU window scaled to [0, 1], optional foreground crop, pad/crop to
