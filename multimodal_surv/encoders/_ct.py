@@ -34,6 +34,7 @@ from ._ct_pretrain import (
     pretrain_contrastive,
     pretrain_reconstruction,
 )
+from ._ct_pretrained import load_ct_encoder, save_ct_encoder
 
 __all__ = ["CTEncoder"]
 
@@ -605,6 +606,42 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             }
             self.cache_namespace_ = fingerprint(config, backbone.state_dict())
         return errors, len(refs)
+
+    def save_pretrained(self, folder) -> None:
+        """Write the backbone pretrained at :meth:`fit` (safetensors + JSON, no pickle).
+
+        Files: ``config.json`` (architecture, preprocessing, pooling, output)
+        and ``model.safetensors`` (weights). Load with :meth:`from_pretrained`.
+        Only for ``backbone="ssl"``: other backbones' weights already live in
+        the file or folder they were loaded from.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            Created if needed.
+        """
+        save_ct_encoder(self, folder)
+
+    @classmethod
+    def from_pretrained(cls, folder, **params) -> CTEncoder:
+        """A fitted encoder with the backbone and preprocessing saved in ``folder``.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            Written by :meth:`save_pretrained`.
+        **params
+            Other parameters (``batch_size``, ``device``, ``cache_dir``,
+            ``on_error`` ...); the saved ones can be overridden too.
+
+        Returns
+        -------
+        encoder : CTEncoder
+            Fitted, frozen, ready to ``transform``; ``weights`` points at the
+            folder's ``model.safetensors``, so ``clone`` and ``fit`` reload
+            the same weights instead of pretraining again.
+        """
+        return load_ct_encoder(cls, folder, **params)
 
     def _probe_width(self) -> int:
         size = self.preprocessing_["spatial_size"]
