@@ -10,8 +10,9 @@ __all__ = ["warn_user"]
 
 
 def _skipped_folders() -> tuple[str, ...]:
-    """This package and scikit-learn (its ``_fit_context`` / ``set_output`` wrappers)."""
-    names = (__name__.split(".")[0], "sklearn")
+    """This package, scikit-learn (its ``_fit_context`` / ``set_output`` wrappers) and
+    joblib (``ColumnTransformer`` and ``Pipeline`` steps run through its ``Parallel``)."""
+    names = (__name__.split(".")[0], "sklearn", "joblib")
     files = (getattr(sys.modules.get(n), "__file__", None) for n in names)
     return tuple(os.path.dirname(f) + os.sep for f in files if f)
 

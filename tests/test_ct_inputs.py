@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -22,6 +23,8 @@ from pydicom.uid import (
     KeyObjectSelectionDocumentStorage,
     generate_uid,
 )
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
 
 from multimodal_surv import CTReadError
 from multimodal_surv.datasets import load_ct_volume, write_dicom_series, write_nifti
@@ -261,3 +264,10 @@ def test_unreadable_input_warns_once_at_the_callers_line(clean, tmp_path):
         enc.transform(refs)
     ours = [w for w in caught if "could not be read" in str(w.message)]
     assert len(ours) == 1 and ours[0].filename == __file__
+    # inside a ColumnTransformer (scikit-learn and joblib frames between): still one, here
+    ct = ColumnTransformer([("ct", clone(enc), ["ct"])])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ct.fit_transform(pd.DataFrame({"ct": refs}))
+    ours = [w for w in caught if "could not be read" in str(w.message)]
+    assert len(ours) == 1 and ours[0].filename == __file__, [w.filename for w in ours]
