@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-__all__ = ["plot_cindex", "plot_kaplan_meier"]
+__all__ = ["plot_calibration", "plot_forest", "plot_kaplan_meier"]
+
+SITE_COLORS = {"internal": "tab:blue", "external": "tab:orange"}
 
 
 def _figure():
@@ -18,35 +18,102 @@ def _figure():
     return plt
 
 
-def _parse_ci(cell):
-    point, lo, hi = map(float, re.findall(r"[-+]?\d*\.\d+|\d+", cell)[:3])
-    return point, lo, hi
+def _sites(table):
+    return [s for s in SITE_COLORS if f"{s} C" in table.columns]
 
 
-def plot_cindex(table, path):
-    """Horizontal dot plot of C-index with 95 % CIs per model and test site."""
+def _errorbars(ax, table, site, ypos, offset, cols, label):
+    point, lo, hi = (table[f"{site} {c}"].to_numpy(dtype=float) for c in cols)
+    ok = np.isfinite(point)
+    ax.errorbar(
+        point[ok],
+        ypos[ok] + offset,
+        xerr=[
+            point[ok] - np.where(np.isfinite(lo), lo, point)[ok],
+            np.where(np.isfinite(hi), hi, point)[ok] - point[ok],
+        ],  # fmt: skip
+        fmt="o",
+        ms=4,
+        color=SITE_COLORS[site],
+        capsize=2.5,
+        label=label,
+    )
+
+
+def plot_forest(table, reference, path):
+    """Forest plot per test site: C with 95 % CIs, and ΔC against ``reference``.
+
+    ΔC intervals of fusion rows are the simultaneous (Bonferroni) intervals
+    the headline uses; other rows show 95 % intervals.
+    """
     plt = _figure()
-    sites = [c for c in table.columns if c.endswith("C [95% CI]")]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.5))
-    ypos = np.arange(len(table))[::-1]
+    sites = _sites(table)
+    fig, (ax_c, ax_d) = plt.subplots(
+        1, 2, figsize=(12, 0.42 * len(table) + 2.0), sharey=True, width_ratios=[1, 1]
+    )
+    ypos = np.arange(len(table))[::-1].astype(float)
     offsets = np.linspace(-0.15, 0.15, len(sites)) if len(sites) > 1 else [0.0]
-    for site, offset, color in zip(sites, offsets, ["tab:blue", "tab:orange"]):
-        values = np.array([_parse_ci(c) for c in table[site]])
-        ax.errorbar(
-            values[:, 0],
-            ypos + offset,
-            xerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]],
-            fmt="o",
-            color=color,
-            capsize=3,
-            label=site.split(" ")[0] + " test",
-        )
-    ax.axvline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set_yticks(ypos, table["model"])
-    ax.set_xlabel("Harrell's C-index (95 % bootstrap CI)")
-    ax.set_title("Unimodal vs fusion models")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(sites), frameon=False)
-    ax.grid(axis="x", alpha=0.3)
+    fusion = (table["role"] == "fusion").to_numpy()
+    for site, offset in zip(sites, offsets):
+        label = f"{site} test"
+        _errorbars(ax_c, table, site, ypos, offset, ("C", "C lo", "C hi"), label)
+        d = table.copy()
+        for end in ("lo", "hi"):
+            d[f"{site} dC {end}"] = np.where(
+                fusion, table[f"{site} dC simult {end}"], table[f"{site} dC {end}"]
+            )
+        _errorbars(ax_d, d, site, ypos, offset, ("dC", "dC lo", "dC hi"), label)
+    labels = [
+        f"{m}  [{r}]" + ("  (selected)" if m == reference else "")
+        for m, r in zip(table["model"], table["role"])
+    ]
+    ax_c.set_yticks(ypos, labels)
+    ax_c.axvline(0.5, color="grey", lw=0.8, ls="--")
+    ax_c.set_xlabel("Harrell's C (95 % subject-level bootstrap CI)")
+    ax_d.axvline(0.0, color="black", lw=0.9)
+    ax_d.set_xlabel(f"ΔC vs selected unimodal: {reference}\n(fusion rows: simultaneous CI)")
+    for ax in (ax_c, ax_d):
+        ax.grid(axis="x", alpha=0.3)
+    ax_c.legend(loc="upper center", bbox_to_anchor=(1.0, -0.08), ncol=len(sites), frameon=False)
+    fig.suptitle("Every model on each test set; selection by cross-validation on training rows")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_calibration(calibration, models, horizon, path):
+    """Predicted vs Kaplan-Meier observed event probability per risk decile at ``horizon``.
+
+    One panel per test site; one series per model in ``models`` (error bars:
+    the Kaplan-Meier 95 % CI of each decile).
+    """
+    plt = _figure()
+    sites = [s for s in SITE_COLORS if (calibration["site"] == s).any()]
+    fig, axes = plt.subplots(1, len(sites), figsize=(5.2 * len(sites), 4.8), squeeze=False)
+    markers = ["o", "s", "^", "D"]
+    for ax, site in zip(axes[0], sites):
+        at = calibration[
+            (calibration["site"] == site) & np.isclose(calibration["horizon"], horizon)
+        ]
+        top = 0.0
+        for model, marker in zip(models, markers):
+            d = at[at["model"] == model]
+            if d.empty:
+                continue
+            err = [d["observed"] - d["observed_lo"], d["observed_hi"] - d["observed"]]
+            ax.errorbar(d["predicted"], d["observed"], yerr=np.clip(err, 0, None), fmt=marker,
+                        ms=5, capsize=2, label=model, alpha=0.85)  # fmt: skip
+            top = max(top, d["predicted"].max(), d["observed_hi"].max())
+        top = min(1.0, 1.05 * top + 0.02)
+        ax.plot([0, top], [0, top], color="grey", ls="--", lw=0.9, label="perfect calibration")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel(f"Predicted probability of an event by day {horizon:.0f}")
+        ax.set_ylabel("Observed (1 - Kaplan-Meier), per risk decile")
+        ax.set_title(f"{site.capitalize()} test set")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Calibration at the middle horizon ({horizon:.0f} days)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -55,34 +122,44 @@ def plot_cindex(table, path):
 def plot_kaplan_meier(risk, y, masks, model_name, path, n_groups=3):
     """Kaplan-Meier curves of predicted-risk tertiles within each test site.
 
-    Groups are cut within each site, so the curves show discrimination (what
-    the C-index measures) even where a shifted external site has risks that
+    Estimated with lifelines from (0, 1), with 95 % CIs, censoring ticks and a
+    numbers-at-risk table. Groups are cut within each site, so the curves
+    show discrimination even where a shifted external site has risks that
     are offset as a whole.
     """
-    from sksurv.nonparametric import kaplan_meier_estimator
+    from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
 
     plt = _figure()
     event_name, time_name = y.dtype.names
-    sites = [s for s in ("internal", "external") if masks[s].any()]
+    sites = [s for s in ("internal", "external") if s in masks and masks[s].any()]
     labels = ["low risk", "medium risk", "high risk"] if n_groups == 3 else None
-    fig, axes = plt.subplots(1, len(sites), figsize=(5.5 * len(sites), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(sites), figsize=(6.5 * len(sites), 5.6), squeeze=False)
     for ax, site in zip(axes[0], sites):
         mask = masks[site]
         cuts = np.quantile(risk[mask], np.linspace(0, 1, n_groups + 1)[1:-1])
         group = np.digitize(risk[mask], cuts)
+        fitters = []
         for g in range(n_groups):
             sel = group == g
             if sel.sum() < 2:
                 continue
-            t, s = kaplan_meier_estimator(y[event_name][mask][sel], y[time_name][mask][sel])
             name = labels[g] if labels else f"group {g + 1}"
-            ax.step(t, s, where="post", label=f"{name} (n={sel.sum()})")
+            km = KaplanMeierFitter(label=name).fit(
+                y[time_name][mask][sel], y[event_name][mask][sel]
+            )
+            km.plot_survival_function(ax=ax, show_censors=True, ci_show=True,
+                                      censor_styles={"ms": 4, "marker": "|"})  # fmt: skip
+            fitters.append(km)
         ax.set_xlabel("Time since index scan (days)")
         ax.set_ylabel("Survival probability")
         ax.set_ylim(0, 1.02)
+        ax.set_xlim(left=0)
         ax.set_title(f"{site.capitalize()} test set")
         ax.legend(loc="lower left")
         ax.grid(alpha=0.3)
+        if fitters:
+            add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
     fig.suptitle(f"Kaplan-Meier by predicted risk tertile: {model_name}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

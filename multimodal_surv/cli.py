@@ -28,6 +28,28 @@ def _balances(text):
     return values
 
 
+def _positive(text, option):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"{option} takes a positive integer; got {text!r}")
+    return value
+
+
+def _horizons(text):
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--horizons takes comma-separated times in days (e.g. 365,730,1095); got {text!r}"
+        ) from None
+    if any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--horizons must be positive days; got {values}")
+    return values
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="multimodal-surv",
@@ -37,45 +59,13 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser(
         "benchmark",
-        help="run the paper-style comparison table",
-        description="Encode CT and EHR, fit unimodal baselines and the four fusion "
-        "strategies, and report C-index with bootstrap CIs on internal and external "
-        "test sets.",
+        help="run the comparison table",
+        description="Encode CT and EHR, select the best unimodal and fusion models by "
+        "cross-validation on the training rows, and score every model on the internal "
+        "and external test sets with subject-level bootstrap CIs.",
     )
-    bench.add_argument(
-        "--cohort",
-        default="synthetic",
-        help="'synthetic' (default) or the path of a cohort folder (see docs/cohort_format.md)",
-    )
-    bench.add_argument(
-        "--balance",
-        type=_balances,
-        default=[0.5],
-        help="synthetic cohort: share of the log-hazard carried by CT; a "
-        "comma-separated list runs a sweep (e.g. 0,0.25,0.5,0.75,1)",
-    )
-    bench.add_argument(
-        "--n-subjects",
-        type=int,
-        default=None,
-        help="synthetic cohort size (default 3600, 300 with --quick)",
-    )
-    bench.add_argument("--out", default="results", help="output folder (default: results)")
-    bench.add_argument("--quick", action="store_true", help="small, fast smoke run")
-    bench.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    bench.add_argument(
-        "--fusion-ehr",
-        choices=["both", "counts", "transformer"],
-        default="both",
-        help="EHR embedding used by the fusion models: both (default; counts and "
-        "transformer side by side), counts or transformer",
-    )
-    bench.add_argument(
-        "--bootstrap",
-        type=int,
-        default=None,
-        help="bootstrap resamples (default 1000; 200 with --quick)",
-    )
+    _add_cohort_options(bench)
+    _add_protocol_options(bench)
     bench.add_argument(
         "--allow-subject-overlap",
         action="store_true",
@@ -84,6 +74,113 @@ def _parser():
     bench.add_argument("--no-progress", action="store_true", help="silence progress messages")
     bench.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
+
+
+def _add_cohort_options(bench):
+    bench.add_argument(
+        "--cohort",
+        default="synthetic",
+        help="'synthetic' (default) or the path of a cohort folder (see docs/cohort_format.md)",
+    )
+    bench.add_argument(
+        "--balance",
+        type=_balances,
+        default=None,
+        help="synthetic cohort only: share of the log-hazard carried by CT (default 0.5); a "
+        "comma-separated list runs a sweep (e.g. 0,0.25,0.5,0.75,1)",
+    )
+    bench.add_argument(
+        "--n-subjects",
+        type=int,
+        default=None,
+        help="synthetic cohort only: its size (default 3600, 300 with --quick)",
+    )
+    bench.add_argument("--out", default="results", help="output folder (default: results)")
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="small, fast smoke run: shorter encoder pretraining, --max-epochs 40, "
+        "200 bootstrap resamples",
+    )
+    bench.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def _add_protocol_options(bench):
+    bench.add_argument(
+        "--fusion-ehr",
+        choices=["both", "counts", "transformer"],
+        default="both",
+        help="EHR embedding used by the fusion models: both (default; counts and "
+        "transformer side by side, with a matching unimodal row), counts or transformer",
+    )
+    bench.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated rows to run, by name or id (e.g. ct-only,late-fusion); default all",
+    )
+    bench.add_argument(
+        "--selection-folds",
+        type=lambda t: _positive(t, "--selection-folds"),
+        default=5,
+        help="folds of the subject-grouped CV on the training rows that selects the best "
+        "unimodal and fusion models (default 5)",
+    )
+    bench.add_argument(
+        "--cv",
+        type=lambda t: _positive(t, "--cv"),
+        default=None,
+        help="nested K-fold cross-validation on the whole cohort instead of the "
+        "train/test split (for cohorts without a test split)",
+    )
+    bench.add_argument(
+        "--horizons",
+        type=_horizons,
+        default=None,
+        help="clinical horizons in days, comma-separated (default: quartiles of the "
+        "training event times)",
+    )
+    bench.add_argument(
+        "--max-epochs",
+        type=lambda t: _positive(t, "--max-epochs"),
+        default=None,
+        help="max_epochs of every neural model (default: library defaults; 40 with --quick)",
+    )
+    bench.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:N or auto (default: library default)"
+    )
+    bench.add_argument(
+        "--bootstrap",
+        type=int,
+        default=None,
+        help="subject-level bootstrap resamples for C and ΔC (default 1000; 200 with --quick)",
+    )
+    bench.add_argument(
+        "--metric-bootstrap",
+        type=lambda t: _positive(t, "--metric-bootstrap"),
+        default=None,
+        help="resamples for the other metrics' CIs (default 100; 20 with --quick)",
+    )
+
+
+def _check_args(args):
+    if args.bootstrap is not None and args.bootstrap < 1:
+        raise ValueError(f"--bootstrap {args.bootstrap} must be a positive number of resamples.")
+    if args.cohort != "synthetic":
+        for option, value in (("--n-subjects", args.n_subjects), ("--balance", args.balance)):
+            if value is not None:
+                sweep = (
+                    " (balance sweeps need the synthetic cohort)" if option == "--balance" else ""
+                )
+                raise ValueError(
+                    f"{option} applies to the synthetic cohort only{sweep}, not to the cohort "
+                    f"folder {args.cohort!r}; drop {option}."
+                )
+    if args.cv is not None and args.balance is not None and len(args.balance) > 1:
+        raise ValueError("--cv runs one cohort; drop the --balance sweep or --cv.")
+    if args.device is not None and not (
+        args.device in ("cpu", "cuda", "auto") or args.device.startswith("cuda:")
+    ):
+        raise ValueError(f"--device {args.device!r} must be cpu, cuda, cuda:N or auto.")
 
 
 def _check_ours(folder: Path, what: str) -> bool:
@@ -132,22 +229,62 @@ def _synthetic_cohort(args, out, balance):
     return data
 
 
+def _models(args):
+    from .benchmark import default_models
+    from .benchmark._models import select_models
+
+    models = default_models(fusion_ehr=args.fusion_ehr, random_state=args.seed)
+    if args.models is not None:
+        models = select_models(models, [m for m in args.models.split(",") if m.strip()])
+    return models
+
+
+def _common(args):
+    return {
+        "quick": args.quick,
+        "fusion_ehr": args.fusion_ehr,
+        "selection_folds": args.selection_folds,
+        "max_epochs": args.max_epochs,
+        "device": args.device,
+        "random_state": args.seed,
+        "models": _models(args),
+        "progress": not args.no_progress,
+    }
+
+
+def _nested(args, out, common, user_data):
+    from .benchmark import run_nested_cv
+    from .benchmark._table import markdown_table
+
+    _check_ours(out, "--out folder")
+    _mark(out)
+    balance = (args.balance or [0.5])[0]
+    data = user_data if user_data is not None else _synthetic_cohort(args, out, balance)
+    table, summary = run_nested_cv(data, cv=args.cv, out=out, **common)
+    print(summary["headline"] + "\n")
+    print(markdown_table(table))
+    print(f"written: {out}/table.md, table.csv, metadata.json\n")
+    return 0
+
+
 def _benchmark(args):
     from .benchmark import run_benchmark, to_markdown
+    from .benchmark._outputs import FIGURES
     from .datasets import load_cohort_folder
 
     out = Path(args.out)
     # Cheap checks first: nothing is written or encoded before they pass.
-    if args.bootstrap is not None and args.bootstrap < 1:
-        raise ValueError(f"--bootstrap {args.bootstrap} must be a positive number of resamples.")
-    if args.cohort != "synthetic" and len(args.balance) > 1:
-        raise ValueError("--balance sweeps need the synthetic cohort (--cohort synthetic).")
+    _check_args(args)
+    common = _common(args)  # an unknown --models row fails here
     user_data = None
     if args.cohort != "synthetic":  # validated (tables, MEDS schema, splits) before any work
         user_data = load_cohort_folder(
             args.cohort, allow_subject_overlap=args.allow_subject_overlap
         )
-    runs = {b: out if len(args.balance) == 1 else out / f"balance_{b:g}" for b in args.balance}
+    if args.cv is not None:
+        return _nested(args, out, common, user_data)
+    balances = args.balance or [0.5]
+    runs = {b: out if len(balances) == 1 else out / f"balance_{b:g}" for b in balances}
     for folder in {out, *runs.values()}:
         _check_ours(folder, "--out folder")
     sweep = []
@@ -158,37 +295,46 @@ def _benchmark(args):
         result = run_benchmark(
             data,
             out=run_out,
-            quick=args.quick,
-            fusion_ehr=args.fusion_ehr,
+            horizons=args.horizons,
             n_bootstrap=args.bootstrap,
-            random_state=args.seed,
-            progress=not args.no_progress,
+            n_metric_bootstrap=args.metric_bootstrap,
+            **common,
         )
-        print(to_markdown(result.table))
-        for key, value in result.summary.items():
-            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-        print(
-            f"written: {run_out}/table.md, table.csv, cindex.png, kaplan_meier.png, metadata.json\n"
+        print(to_markdown(result.table, result.summary))
+        files = ", ".join(("table.csv", "calibration.csv", *FIGURES, "metadata.json"))
+        print(f"written: {run_out}/table.md, {files}\n")
+        s = result.summary
+        sweep.append(
+            {
+                "balance (CT share)": balance,
+                "selected unimodal": s.get("selected_unimodal"),
+                "selected fusion": s.get("selected_fusion"),
+                "internal ΔC": s.get("internal_dC"),
+                "simultaneous CI": s.get("internal_dC_simult_ci"),
+                "p (Holm)": s.get("internal_p_holm"),
+                "gain detected": s.get("gain_detected"),
+            }
         )
-        sweep.append({"balance (CT share)": balance, **result.summary})
     if len(sweep) > 1:
-        import pandas as pd
-
-        table = pd.DataFrame(sweep)
-        cols = [
-            "balance (CT share)",
-            "best_unimodal",
-            "best_unimodal_C",
-            "best_fusion",
-            "best_fusion_C",
-            "fusion_gain_pct",
-        ]
-        table = table[[c for c in cols if c in table]].round(4)
-        table.to_csv(out / "sweep.csv", index=False)
-        text = to_markdown(table)
-        (out / "sweep.md").write_text(text)
-        print("Fusion gain vs modality balance\n\n" + text)
+        _write_sweep(sweep, out)
     return 0
+
+
+def _write_sweep(sweep, out):
+    import pandas as pd
+
+    from .benchmark._table import markdown_table
+
+    table = pd.DataFrame(sweep)
+    table["internal ΔC"] = table["internal ΔC"].round(4)
+    table["p (Holm)"] = table["p (Holm)"].round(4)
+    table["simultaneous CI"] = [
+        f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "" for ci in table["simultaneous CI"]
+    ]
+    table.to_csv(out / "sweep.csv", index=False)
+    text = markdown_table(table)
+    (out / "sweep.md").write_text(text)
+    print("Fusion gain vs modality balance\n\n" + text)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -105,11 +105,15 @@ def _run(cohort_dir, out, seed):
 def test_user_cohort_folder_end_to_end_and_deterministic(cohort_dir, tmp_path, capsys):
     first = _run(cohort_dir, tmp_path / "a", seed=0)
     printed = capsys.readouterr().out
-    assert "| model | internal C [95% CI] | external C [95% CI]" in printed
+    assert "Selected by 5-fold subject-grouped cross-validation" in printed
+    assert "| model | role | selection CV C | C [95% CI] |" in printed
     table = pd.read_csv(tmp_path / "a" / "table.csv")
     assert "Oracle (true log-hazard)" not in set(table["model"])  # a user folder has no oracle
-    assert len(table) == 10 and table["internal C"].between(0, 1).all()
-    for png in ("cindex.png", "kaplan_meier.png"):
+    assert len(table) == 14 and table["internal C"].between(0, 1).all()
+    assert {"internal Uno C", "internal IBS", "internal p (Holm)", "external D-cal p"} <= set(
+        table.columns
+    )
+    for png in ("forest.png", "calibration.png", "kaplan_meier.png"):
         raw = (tmp_path / "a" / png).read_bytes()
         assert raw[:8] == b"\x89PNG\r\n\x1a\n"
         image = mpimg.imread(tmp_path / "a" / png)

@@ -1,0 +1,123 @@
+"""Embedding a cohort once with the library's CT and EHR encoders."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from ..encoders import (
+    CTEncoder,
+    EHRCountEncoder,
+    EHRTransformerEncoder,
+    make_multimodal_encoder,
+)
+from ._select import site_masks
+
+__all__ = ["Progress", "encode_cohort"]
+
+
+class Progress:
+    """Timestamped progress lines on stderr (silent when ``enabled`` is False).
+
+    The clock starts when the object is made, so each run reports its own
+    elapsed time.
+    """
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+        self.start = time.perf_counter()
+
+    def __call__(self, message):
+        if self.enabled:
+            elapsed = time.perf_counter() - self.start
+            print(f"[multimodal-surv {elapsed:6.0f}s] {message}", file=sys.stderr, flush=True)
+
+
+def as_progress(progress):
+    """A :class:`Progress` from a bool (or the object itself)."""
+    return progress if isinstance(progress, Progress) else Progress(bool(progress))
+
+
+def _prefixed(frame, prefix):
+    """Rename all columns to ``<prefix>__x<j>`` (one modality, plain vector)."""
+    out = frame.copy()
+    out.columns = [f"{prefix}__x{j}" for j in range(frame.shape[1])]
+    return out
+
+
+def encode_cohort(
+    data,
+    *,
+    quick=False,
+    random_state=0,
+    cache_dir=None,
+    progress=True,
+    fit_rows=None,
+    device=None,
+):
+    """Embed every row of a cohort with the library's CT and EHR encoders.
+
+    Encoders are fitted on the training rows (``site == "internal"`` and
+    ``split == "train"``, or ``fit_rows``) only, then applied to all rows.
+    They never see the outcome.
+
+    Parameters
+    ----------
+    data : Bunch
+        As returned by :func:`~multimodal_surv.datasets.load_cohort_folder`.
+    quick : bool, default=False
+        Smaller pretraining budgets.
+    random_state : int, default=0
+    cache_dir : path-like or None
+        On-disk cache of CT embeddings (reruns skip the CT backbone).
+    progress : bool, default=True
+    fit_rows : array-like of bool or None
+        Rows the encoders are fitted on (default: the training rows).
+    device : str or None
+        Torch device of the CT and EHR transformer encoders (default: theirs).
+
+    Returns
+    -------
+    embeddings : dict of str to DataFrame
+        ``"ct"`` (columns ``ct__*``), ``"ehr_counts"``, ``"ehr_transformer"``
+        and their concatenation ``"ehr_both"`` (columns ``ehr__*``), indexed
+        like ``data.cohort``.
+    """
+    cohort = data.cohort.reset_index(drop=True)
+    train = site_masks(cohort)["train"] if fit_rows is None else np.asarray(fit_rows, bool)
+    log = as_progress(progress)
+    dev = {} if device is None else {"device": device}
+    ct = CTEncoder(
+        "ssl",
+        pretrain_epochs=10 if quick else 30,
+        cache_dir=cache_dir,
+        on_error="nan",
+        verbose=log.enabled,
+        random_state=random_state,
+        **dev,
+    )
+    counts = EHRCountEncoder(data.meds_root)
+    log("encoding CT (self-supervised backbone) and EHR counts")
+    encoder = make_multimodal_encoder(ct=ct, ehr=counts)
+    encoder.fit(cohort[train])
+    both = encoder.transform(cohort)
+    ct_cols = [c for c in both.columns if c.startswith("ct__")]
+    ehr_cols = [c for c in both.columns if c.startswith("ehr__")]
+    log("pretraining the EHR transformer (next-code prediction)")
+    transformer = EHRTransformerEncoder(
+        data.meds_root,
+        pretrain_epochs=2 if quick else 5,
+        verbose=int(log.enabled),
+        random_state=random_state,
+        **dev,
+    )
+    ehr_fm = make_multimodal_encoder(ehr=transformer).fit(cohort[train]).transform(cohort)
+    return {
+        "ct": both[ct_cols],
+        "ehr_counts": _prefixed(both[ehr_cols], "ehr"),
+        "ehr_transformer": _prefixed(ehr_fm, "ehr"),
+        "ehr_both": _prefixed(pd.concat([both[ehr_cols], ehr_fm], axis=1), "ehr"),
+    }

@@ -1,0 +1,176 @@
+"""Scores of every model on one test site, with subject-level bootstrap intervals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..metrics import concordance_index
+from . import _clinical as clin
+from ._stats import (
+    cindex_draws,
+    holm,
+    paired_difference,
+    percentile_ci,
+    site_flags,
+    subject_bootstrap,
+)
+
+__all__ = ["Predictions", "score_c", "score_site"]
+
+LEVEL = 0.95
+
+
+@dataclass
+class Predictions:
+    """What a fitted model predicts for every cohort row.
+
+    ``risk`` (higher = earlier event); ``surv`` the survival probability at
+    the benchmark's time grid, and ``surv_own`` at each row's own observed
+    time (both ``None`` for a risk-only row such as the oracle).
+    """
+
+    risk: np.ndarray
+    surv: np.ndarray | None = None
+    surv_own: np.ndarray | None = None
+
+    def take(self, rows):
+        """The predictions of a subset of rows."""
+        pick = lambda a: None if a is None else a[rows]  # noqa: E731
+        return Predictions(self.risk[rows], pick(self.surv), pick(self.surv_own))
+
+
+def _metric_values(preds, outcome, y_train, grid, slope_col):
+    """Every secondary metric of one model on one (re)sample."""
+    values = clin.ipcw_metrics(
+        y_train, outcome.y_ipcw, preds.risk, preds.surv, grid, outcome.horizons
+    )
+    if preds.surv is not None:
+        values["cal slope"] = clin.calibration_slope(outcome.y, preds.surv[:, slope_col])
+    return values
+
+
+def _resample_outcome(outcome, idx):
+    return clin.SiteOutcome(
+        outcome.name, outcome.y[idx], outcome.y_ipcw[idx], outcome.horizons, outcome.n_truncated
+    )
+
+
+def _secondary(preds, outcome, y_train, grid, slope_col, resamples):
+    """Point values and percentile CIs of the secondary metrics of one model."""
+    point = _metric_values(preds, outcome, y_train, grid, slope_col)
+    draws = {k: [] for k in point}
+    for idx in resamples:
+        sample = _resample_outcome(outcome, idx)
+        values = _metric_values(preds.take(idx), sample, y_train, grid, slope_col)
+        for k in draws:
+            draws[k].append(values.get(k, np.nan))
+    out = {}
+    for k, v in point.items():
+        lo, hi = percentile_ci(draws[k], LEVEL)
+        out[k], out[f"{k} lo"], out[f"{k} hi"] = v, lo, hi
+    if preds.surv_own is not None:
+        out["D-cal p"] = clin.d_calibration(outcome.y, preds.surv_own)
+    return out
+
+
+def score_c(preds, outcome, resamples, *, reference, fusion):
+    """Harrell's C of every model with CIs, and the differences against ``reference``.
+
+    Returns the per-model columns ``C``, ``C lo``, ``C hi`` and, for every
+    model but the reference, ``dC`` with its 95 % CI; fusion rows add the
+    simultaneous (Bonferroni) CI ``dC simult lo`` / ``hi``, the raw paired
+    bootstrap p-value and the Holm-corrected ``p (Holm)``.
+    """
+    event_name, time_name = outcome.y.dtype.names
+    event, time = outcome.y[event_name], outcome.y[time_name]
+    draws, rows = {}, {}
+    for name, p in preds.items():
+        draws[name] = cindex_draws(event, time, p.risk, resamples)
+        lo, hi = percentile_ci(draws[name], LEVEL)
+        rows[name] = {"C": concordance_index(event, time, p.risk), "C lo": lo, "C hi": hi}
+    if reference is not None:
+        _differences(rows, draws, reference, fusion)
+    return rows
+
+
+def score_site(
+    preds,
+    outcome,
+    groups,
+    *,
+    y_train,
+    grid,
+    reference,
+    fusion,
+    n_bootstrap,
+    n_metric_bootstrap,
+    rng,
+):
+    """Scores of every model on one test site.
+
+    Parameters
+    ----------
+    preds : dict of str to Predictions
+        Restricted to the rows of this site.
+    outcome : SiteOutcome
+    groups : ndarray
+        Subject of each row of the site (the bootstrap resamples subjects).
+    y_train : structured array
+        Training outcome (censoring distribution of the IPCW metrics).
+    grid : ndarray
+        Time grid of ``Predictions.surv``.
+    reference : str or None
+        The selected unimodal model; differences in C are against it.
+    fusion : list of str
+        The fusion rows: their p-values are Holm-corrected together and their
+        difference CIs are simultaneous (Bonferroni) intervals.
+    n_bootstrap, n_metric_bootstrap : int
+        Resamples for C and its differences; for the other metrics (the
+        first ``n_metric_bootstrap`` of the same resamples).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    rows : dict of str to dict
+        Per model, the columns of this site (without the site prefix).
+    info : dict
+        ``n``, ``events``, ``flags`` (list of str), ``n_truncated``.
+    """
+    resamples = subject_bootstrap(groups, n_bootstrap, rng)
+    rows = score_c(preds, outcome, resamples, reference=reference, fusion=fusion)
+    mid = np.median(outcome.horizons) if len(outcome.horizons) else np.median(grid)
+    slope_col = int(np.argmin(np.abs(grid - mid)))
+    for name, p in preds.items():
+        rows[name].update(
+            _secondary(p, outcome, y_train, grid, slope_col, resamples[:n_metric_bootstrap])
+        )
+    widths = [r["C hi"] - r["C lo"] for r in rows.values()]
+    width = float(np.nanmax(widths)) if np.isfinite(widths).any() else np.nan
+    n_events = int(outcome.y[outcome.y.dtype.names[0]].sum())
+    info = {
+        "n": len(outcome.y),
+        "events": n_events,
+        "flags": site_flags(n_events, width),
+        "n_truncated": outcome.n_truncated,
+    }
+    return rows, info
+
+
+def _differences(rows, draws, reference, fusion):
+    """dC vs the reference with CIs; Holm p-values and simultaneous CIs for fusion rows."""
+    fusion = [f for f in fusion if f in rows]
+    simultaneous = 1 - (1 - LEVEL) / max(len(fusion), 1)
+    for name, row in rows.items():
+        if name == reference:
+            continue
+        diff = draws[name] - draws[reference]
+        row["dC"] = row["C"] - rows[reference]["C"]
+        row["dC lo"], row["dC hi"] = percentile_ci(diff, LEVEL)
+        if name in fusion:
+            row["dC simult lo"], row["dC simult hi"] = percentile_ci(diff, simultaneous)
+            row["p raw"] = paired_difference(draws[name], draws[reference])
+    adjusted = holm([rows[f]["p raw"] for f in fusion])
+    for f, p in zip(fusion, adjusted):
+        rows[f]["p (Holm)"] = p

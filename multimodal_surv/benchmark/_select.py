@@ -1,0 +1,114 @@
+"""Training rows, test sites, and model selection by subject-grouped cross-validation.
+
+Selection never sees a test row: the best unimodal and the best fusion model
+are the rows with the highest mean Harrell's C over ``K`` folds of the
+training rows, each fold holding out whole subjects.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold
+
+from ..metrics import concordance_index
+from ._models import fit_model
+
+__all__ = ["cv_scores", "design", "select", "site_masks"]
+
+
+def site_masks(cohort):
+    """Boolean masks ``train`` / ``internal`` / ``external`` of the cohort rows."""
+    site = cohort["site"].to_numpy()
+    split = cohort["split"].to_numpy()
+    masks = {
+        "train": (site == "internal") & (split == "train"),
+        "internal": (site == "internal") & (split == "test"),
+        "external": site == "external",
+    }
+    for name in ("train", "internal"):
+        if not masks[name].any():
+            raise ValueError(
+                f"the cohort has no {name!r} rows (site='internal', split="
+                f"'{'train' if name == 'train' else 'test'}'); the benchmark trains on internal "
+                "train rows and tests on internal test rows (and external rows if any). "
+                "For a cohort without a test split use nested cross-validation "
+                "(--cv K, or run_nested_cv)."
+            )
+    return masks
+
+
+def design(embeddings, inputs):
+    """The model input: the embeddings of ``inputs`` side by side."""
+    return pd.concat([embeddings[k] for k in inputs], axis=1)
+
+
+def check_folds(k, groups, what="--selection-folds"):
+    """Validate a number of folds against the number of subjects."""
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 2:
+        raise ValueError(f"{what}={k!r} must be an integer >= 2.")
+    n_subjects = len(np.unique(groups))
+    if k > n_subjects:
+        raise ValueError(
+            f"{what}={k} folds but only {n_subjects} subjects; use at most {n_subjects} folds."
+        )
+
+
+def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None):
+    """Mean and sd of the out-of-fold Harrell's C of every model on ``rows``.
+
+    Parameters
+    ----------
+    specs : dict of str to ModelSpec
+    embeddings : dict of str to DataFrame
+    y : structured array (all cohort rows)
+    rows : ndarray of int
+        The rows to cross-validate on (training rows).
+    groups : ndarray
+        Subject id of every cohort row; a subject's rows stay in one fold.
+    k : int
+    random_state : int
+    log : callable or None
+
+    Returns
+    -------
+    scores : DataFrame
+        Index: model names; columns ``cv_C`` (mean) and ``cv_C_sd``.
+    """
+    check_folds(k, groups[rows])
+    event_name, time_name = y.dtype.names
+    splitter = GroupKFold(n_splits=k, shuffle=True, random_state=random_state)
+    folds = list(splitter.split(rows, groups=groups[rows]))
+    out = {}
+    for i, (name, spec) in enumerate(specs.items(), 1):
+        if log is not None:
+            log(f"[selection {i}/{len(specs)}] {k}-fold CV of {name}")
+        X = design(embeddings, spec.inputs).iloc[rows]
+        y_rows, g_rows = y[rows], groups[rows]
+        fold_c = []
+        for fit_idx, val_idx in folds:
+            model = fit_model(spec.estimator, X.iloc[fit_idx], y_rows[fit_idx], g_rows[fit_idx])
+            y_val = y_rows[val_idx]
+            risk = model.predict(X.iloc[val_idx])
+            try:
+                fold_c.append(concordance_index(y_val[event_name], y_val[time_name], risk))
+            except ValueError:  # a fold without a comparable pair (tiny cohorts)
+                fold_c.append(np.nan)
+        if np.isnan(fold_c).all():
+            raise ValueError(
+                f"no selection fold of the {len(rows)} training rows has a comparable pair "
+                f"(an event before another row's time); use fewer --selection-folds (now {k})."
+            )
+        out[name] = {"cv_C": float(np.nanmean(fold_c)), "cv_C_sd": float(np.nanstd(fold_c, ddof=1))}
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def select(specs, scores):
+    """The best unimodal and the best fusion row by mean CV C (``None`` if a pool is empty)."""
+    chosen = {}
+    for role in ("unimodal", "fusion"):
+        pool = [n for n, s in specs.items() if s.role == role and n in scores.index]
+        chosen[role] = max(pool, key=lambda n: scores.loc[n, "cv_C"]) if pool else None
+    return chosen
