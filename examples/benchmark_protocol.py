@@ -78,7 +78,7 @@ result = run_benchmark(
     selection_folds=3 if args.quick else 5,
     n_bootstrap=100 if args.quick else 1000,
     n_metric_bootstrap=10 if args.quick else 100,
-    progress=False,
+    verbose=0,
 )
 print(to_markdown(result.table, result.summary))
 print(f"figures and tables in {args.out}/")

@@ -146,7 +146,10 @@ def _add_protocol_options(bench):
         help="max_epochs of every neural model (default: library defaults; 40 with --quick)",
     )
     bench.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:N or auto (default: library default)"
+        "--device",
+        default="cpu",
+        help="torch device of the encoders and every neural model: cpu (default), cuda, "
+        "cuda:N or auto",
     )
     bench.add_argument(
         "--bootstrap",
@@ -177,9 +180,7 @@ def _check_args(args):
                 )
     if args.cv is not None and args.balance is not None and len(args.balance) > 1:
         raise ValueError("--cv runs one cohort; drop the --balance sweep or --cv.")
-    if args.device is not None and not (
-        args.device in ("cpu", "cuda", "auto") or args.device.startswith("cuda:")
-    ):
+    if not (args.device in ("cpu", "cuda", "auto") or args.device.startswith("cuda:")):
         raise ValueError(f"--device {args.device!r} must be cpu, cuda, cuda:N or auto.")
 
 
@@ -231,12 +232,14 @@ def _synthetic_cohort(args, out, balance):
 
 def _models(args):
     from .benchmark import default_models
-    from .benchmark._models import select_models
+    from .benchmark._models import configure, select_models
+    from .benchmark._run import QUICK_MAX_EPOCHS
 
     models = default_models(fusion_ehr=args.fusion_ehr, random_state=args.seed)
     if args.models is not None:
         models = select_models(models, [m for m in args.models.split(",") if m.strip()])
-    return models
+    max_epochs = args.max_epochs or (QUICK_MAX_EPOCHS if args.quick else None)
+    return configure(models, max_epochs=max_epochs)
 
 
 def _common(args):
@@ -244,11 +247,10 @@ def _common(args):
         "quick": args.quick,
         "fusion_ehr": args.fusion_ehr,
         "selection_folds": args.selection_folds,
-        "max_epochs": args.max_epochs,
         "device": args.device,
         "random_state": args.seed,
         "models": _models(args),
-        "progress": not args.no_progress,
+        "verbose": 0 if args.no_progress else 1,
     }
 
 

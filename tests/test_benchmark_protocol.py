@@ -149,7 +149,7 @@ def test_ten_row_test_set_is_flagged_and_claims_nothing(tmp_path):
     with pytest.warns(UserWarning, match="internal test set flagged"):
         result = run_benchmark(
             data, embeddings=embeddings, models=_coxnet_rows(), selection_folds=3,
-            n_bootstrap=50, n_metric_bootstrap=5, progress=False, out=tmp_path,
+            n_bootstrap=50, n_metric_bootstrap=5, verbose=0, out=tmp_path,
         )  # fmt: skip
     s = result.summary
     assert s["gain_detected"] is False
@@ -205,7 +205,7 @@ def test_nested_cv_reports_mean_and_sd_over_outer_folds():
     data, embeddings = _small_cohort(n_train=90, n_test=0)
     table, summary = run_nested_cv(
         data, cv=3, selection_folds=3, embeddings=embeddings, models=_coxnet_rows(),
-        progress=False,
+        verbose=0,
     )  # fmt: skip
     assert list(table["model"]) == ["Coxnet CT", "Coxnet EHR", "Coxnet CT + EHR"]
     assert table["C mean"].between(0.5, 1).all() and (table["C sd"] > 0).all()

@@ -80,8 +80,6 @@ TYPES = {
 # changes. They are left out of the checks until made; this must end up empty.
 PENDING = {
     ("make_synthetic_cohort", "seed"): "becomes random_state",
-    ("run_benchmark", "progress"): "becomes verbose (int)",
-    ("encode_cohort", "progress"): "becomes verbose (int)",
     ("CTEncoder", "verbose"): "becomes an int",
     ("SurvivalNet", "device"): "'auto' is resolved at fit",
     ("SurvivalNet", "verbose levels"): "1 shows a progress bar, 2 adds the epoch table",

@@ -20,14 +20,15 @@ __all__ = ["Progress", "encode_cohort"]
 
 
 class Progress:
-    """Timestamped progress lines on stderr (silent when ``enabled`` is False).
+    """Timestamped progress lines on stderr (silent when ``verbose`` is 0).
 
     The clock starts when the object is made, so each run reports its own
     elapsed time.
     """
 
-    def __init__(self, enabled=True):
-        self.enabled = enabled
+    def __init__(self, verbose=1):
+        self.verbose = int(verbose)
+        self.enabled = self.verbose > 0
         self.start = time.perf_counter()
 
     def __call__(self, message):
@@ -36,9 +37,14 @@ class Progress:
             print(f"[multimodal-surv {elapsed:6.0f}s] {message}", file=sys.stderr, flush=True)
 
 
-def as_progress(progress):
-    """A :class:`Progress` from a bool (or the object itself)."""
-    return progress if isinstance(progress, Progress) else Progress(bool(progress))
+def as_progress(verbose):
+    """A :class:`Progress` from a ``verbose`` level (or the object itself)."""
+    return verbose if isinstance(verbose, Progress) else Progress(verbose)
+
+
+def _ct_verbose(level):
+    """``CTEncoder``'s ``verbose`` is a bool in some versions, an int level in others."""
+    return bool(level) if CTEncoder._parameter_constraints.get("verbose") == ["boolean"] else level
 
 
 def _prefixed(frame, prefix):
@@ -54,9 +60,9 @@ def encode_cohort(
     quick=False,
     random_state=0,
     cache_dir=None,
-    progress=True,
+    verbose=0,
     fit_rows=None,
-    device=None,
+    device="cpu",
 ):
     """Embed every row of a cohort with the library's CT and EHR encoders.
 
@@ -73,11 +79,13 @@ def encode_cohort(
     random_state : int, default=0
     cache_dir : path-like or None
         On-disk cache of CT embeddings (reruns skip the CT backbone).
-    progress : bool, default=True
+    verbose : int, default=0
+        0 silent; 1 progress lines and the encoders' progress bars; 2 adds the
+        encoders' per-epoch lines.
     fit_rows : array-like of bool or None
         Rows the encoders are fitted on (default: the training rows).
-    device : str or None
-        Torch device of the CT and EHR transformer encoders (default: theirs).
+    device : str, default="cpu"
+        Torch device of the CT and EHR transformer encoders.
 
     Returns
     -------
@@ -88,16 +96,15 @@ def encode_cohort(
     """
     cohort = data.cohort.reset_index(drop=True)
     train = site_masks(cohort)["train"] if fit_rows is None else np.asarray(fit_rows, bool)
-    log = as_progress(progress)
-    dev = {} if device is None else {"device": device}
+    log = as_progress(verbose)
     ct = CTEncoder(
         "ssl",
         pretrain_epochs=10 if quick else 30,
         cache_dir=cache_dir,
         on_error="nan",
-        verbose=log.enabled,
+        verbose=_ct_verbose(log.verbose),
         random_state=random_state,
-        **dev,
+        device=device,
     )
     counts = EHRCountEncoder(data.meds_root)
     log("encoding CT (self-supervised backbone) and EHR counts")
@@ -110,9 +117,9 @@ def encode_cohort(
     transformer = EHRTransformerEncoder(
         data.meds_root,
         pretrain_epochs=2 if quick else 5,
-        verbose=int(log.enabled),
+        verbose=log.verbose,
         random_state=random_state,
-        **dev,
+        device=device,
     )
     ehr_fm = make_multimodal_encoder(ehr=transformer).fit(cohort[train]).transform(cohort)
     return {

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import inspect
 import re
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.exceptions import FitFailedWarning
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import GridSearchCV, GroupKFold, KFold
+from sklearn.model_selection import GroupKFold, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sksurv.base import SurvivalAnalysisMixin
 from sksurv.linear_model import CoxnetSurvivalAnalysis
 
 from .._hints import closest_match
+from ..metrics import concordance_index
 from ..models import (
     CoAttentionFusionSurvival,
     ContrastiveFusionSurvival,
@@ -83,38 +82,52 @@ def as_spec(name, spec):
 class TunedCoxnet(SurvivalAnalysisMixin, BaseEstimator):
     """Elastic-net Cox model whose penalty is chosen by inner cross-validation.
 
-    The penalty path of :class:`sksurv.linear_model.CoxnetSurvivalAnalysis`
-    is computed on the training rows, then :class:`~sklearn.model_selection.GridSearchCV`
-    picks the ``alpha`` with the best Harrell's C over ``cv`` folds (grouped
-    by subject when ``groups`` is passed to ``fit``) and refits it with a
-    Breslow baseline hazard.
+    :class:`sksurv.linear_model.CoxnetSurvivalAnalysis` computes its whole
+    penalty path at once (warm starts). The path is fitted on each of ``cv``
+    inner folds (grouped by subject when ``groups`` is passed to ``fit``),
+    every ``alpha`` of the path is scored by Harrell's C on the held-out
+    fold, and the ``alpha`` with the best mean C is kept. The final path is
+    fitted on all rows with a Breslow baseline hazard; predictions use the
+    chosen ``alpha``.
 
     Parameters
     ----------
     l1_ratio : float, default=0.5
-    n_alphas : int, default=20
+    n_alphas : int, default=30
     alpha_min_ratio : float, default=0.01
     cv : int, default=3
-    random_state : int or None, default=0
+    random_state : int, RandomState or None, default=None
         Shuffles the inner folds.
 
     Attributes
     ----------
-    best_estimator_ : CoxnetSurvivalAnalysis
+    path_ : CoxnetSurvivalAnalysis
+        Fitted on all rows.
     alpha_ : float
         The chosen penalty.
+    cv_scores_ : ndarray of shape (n_alphas,)
+        Mean inner-fold C of each ``alpha`` of ``path_.alphas_``.
     unique_times_ : ndarray
     """
 
-    def __init__(self, l1_ratio=0.5, n_alphas=20, alpha_min_ratio=0.01, cv=3, random_state=0):
+    def __init__(self, l1_ratio=0.5, n_alphas=30, alpha_min_ratio=0.01, cv=3, random_state=None):
         self.l1_ratio = l1_ratio
         self.n_alphas = n_alphas
         self.alpha_min_ratio = alpha_min_ratio
         self.cv = cv
         self.random_state = random_state
 
+    def _path(self, alphas=None):
+        return CoxnetSurvivalAnalysis(
+            l1_ratio=self.l1_ratio,
+            n_alphas=self.n_alphas,
+            alpha_min_ratio=self.alpha_min_ratio,
+            alphas=alphas,
+            fit_baseline_model=alphas is not None,
+        )
+
     def fit(self, X, y, groups=None):
-        """Compute the penalty path, choose ``alpha`` by inner CV, refit.
+        """Choose ``alpha`` by inner CV over the penalty path, then fit all rows.
 
         Parameters
         ----------
@@ -127,43 +140,49 @@ class TunedCoxnet(SurvivalAnalysisMixin, BaseEstimator):
         -------
         self
         """
-        base = {"l1_ratio": self.l1_ratio, "fit_baseline_model": True}
-        path = CoxnetSurvivalAnalysis(
-            n_alphas=self.n_alphas, alpha_min_ratio=self.alpha_min_ratio, **base
-        ).fit(X, y)
+        X = np.asarray(X, dtype=float)
+        alphas = self._path().fit(X, y).alphas_
         if groups is None:
-            cv = KFold(self.cv, shuffle=True, random_state=self.random_state)
+            splits = KFold(self.cv, shuffle=True, random_state=self.random_state).split(X)
         else:
             cv = GroupKFold(self.cv, shuffle=True, random_state=self.random_state)
-        grid = {"alphas": [[a] for a in path.alphas_]}
-        search = GridSearchCV(CoxnetSurvivalAnalysis(**base), grid, cv=cv, error_score=np.nan)
-        with warnings.catch_warnings():
-            # Coxnet fails for the weakest penalties on collinear embeddings; those
-            # grid points score NaN and are not chosen (an all-NaN grid raises below).
-            warnings.simplefilter("ignore", FitFailedWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            search.fit(X, y, groups=groups)
-        if not np.isfinite(search.best_score_):
+            splits = cv.split(X, groups=groups)
+        event_name, time_name = y.dtype.names
+        scores = []
+        for fit_idx, val_idx in splits:
+            path = self._path(alphas).fit(X[fit_idx], y[fit_idx])
+            yv = y[val_idx]
+            scores.append([_cindex(yv, path.predict(X[val_idx], alpha=a)) for a in alphas])
+        self.cv_scores_ = np.nanmean(np.array(scores, dtype=float), axis=0)
+        if not np.isfinite(self.cv_scores_).any():
             raise ValueError(
-                "TunedCoxnet: every penalty of the path failed in inner cross-validation; "
-                "standardise the features or raise alpha_min_ratio "
-                f"(now {self.alpha_min_ratio})."
+                "TunedCoxnet: no penalty of the path could be scored in inner "
+                f"cross-validation ({self.cv} folds of {len(X)} rows); use fewer folds."
             )
-        self.best_estimator_ = search.best_estimator_
-        self.alpha_ = float(search.best_params_["alphas"][0])
+        self.alpha_ = float(alphas[int(np.nanargmax(self.cv_scores_))])
+        self.path_ = self._path(alphas).fit(X, y)
         return self
 
     @property
     def unique_times_(self):
-        return self.best_estimator_.unique_times_
+        return self.path_.unique_times_
 
     def predict(self, X):
-        """Linear predictor (log-hazard ratio) of each sample."""
-        return self.best_estimator_.predict(X)
+        """Linear predictor (log-hazard ratio) of each sample at the chosen ``alpha``."""
+        return self.path_.predict(np.asarray(X, dtype=float), alpha=self.alpha_)
 
     def predict_survival_function(self, X, return_array=False):
-        """Survival function of each sample (Breslow baseline)."""
-        return self.best_estimator_.predict_survival_function(X, return_array=return_array)
+        """Survival function of each sample at the chosen ``alpha`` (Breslow baseline)."""
+        return self.path_.predict_survival_function(
+            np.asarray(X, dtype=float), alpha=self.alpha_, return_array=return_array
+        )
+
+
+def _cindex(y, risk):
+    try:
+        return concordance_index(y[y.dtype.names[0]], y[y.dtype.names[1]], risk)
+    except ValueError:  # a fold without a comparable pair
+        return np.nan
 
 
 def _pipeline(estimator, *, impute):

@@ -44,13 +44,12 @@ def run_nested_cv(
     out=None,
     quick=False,
     fusion_ehr="both",
-    max_epochs=None,
-    device=None,
+    device="cpu",
     random_state=0,
     cache_dir=None,
     embeddings=None,
     models=None,
-    progress=True,
+    verbose=0,
 ):
     """Nested cross-validation of every model on the whole cohort.
 
@@ -73,8 +72,8 @@ def run_nested_cv(
         Outer folds.
     selection_folds : int, default=5
         Inner folds of the selection.
-    out, quick, fusion_ehr, max_epochs, device, random_state : see :func:`run_benchmark`
-    cache_dir, embeddings, models, progress : see :func:`run_benchmark`
+    out, quick, fusion_ehr, device, random_state : see :func:`run_benchmark`
+    cache_dir, embeddings, models, verbose : see :func:`run_benchmark`
 
     Returns
     -------
@@ -85,11 +84,11 @@ def run_nested_cv(
         Per-fold selections and differences, their mean and sd, ``headline``.
     """
     start = time.perf_counter()
-    log = as_progress(progress)
+    log = as_progress(verbose)
     cohort = data.cohort.reset_index(drop=True)
     y, groups = data.y, cohort["subject_id"].to_numpy()
     check_folds(cv, groups, what="--cv")
-    specs = _prepare(data, models, fusion_ehr, random_state, max_epochs, device, quick)
+    specs = _prepare(models, fusion_ehr, random_state, device, quick)
     out = None if out is None else Path(out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +96,7 @@ def run_nested_cv(
     if embeddings is None:
         embeddings = encode_cohort(
             data, quick=quick, random_state=random_state, cache_dir=cache_dir,
-            progress=log, fit_rows=np.ones(len(cohort), bool), device=device,
+            verbose=log, fit_rows=np.ones(len(cohort), bool), device=device,
         )  # fmt: skip
     outer = GroupKFold(n_splits=cv, shuffle=True, random_state=random_state)
     folds = []

@@ -118,15 +118,18 @@ def score_sites(preds, y, groups, masks, horizons, grid, reference, fusion, n_bo
     return sites
 
 
-def _prepare(data, models, fusion_ehr, random_state, max_epochs, device, quick):
-    specs = (
-        models
-        if models is not None
-        else default_models(fusion_ehr=fusion_ehr, random_state=random_state)
-    )
-    specs = {name: as_spec(name, spec) for name, spec in specs.items()}
-    if max_epochs is None and quick:
-        max_epochs = QUICK_MAX_EPOCHS
+def _prepare(models, fusion_ehr, random_state, device, quick):
+    """The rows to run: ``models`` or the defaults, on ``device``.
+
+    With ``quick``, the default rows train for at most ``QUICK_MAX_EPOCHS``
+    epochs (rows passed in ``models`` keep their own ``max_epochs``).
+    """
+    if models is None:
+        models = default_models(fusion_ehr=fusion_ehr, random_state=random_state)
+        max_epochs = QUICK_MAX_EPOCHS if quick else None
+    else:
+        max_epochs = None
+    specs = {name: as_spec(name, spec) for name, spec in models.items()}
     return configure(specs, max_epochs=max_epochs, device=device)
 
 
@@ -140,13 +143,12 @@ def run_benchmark(
     horizons=None,
     n_bootstrap=None,
     n_metric_bootstrap=None,
-    max_epochs=None,
-    device=None,
+    device="cpu",
     random_state=0,
     cache_dir=None,
     embeddings=None,
     models=None,
-    progress=True,
+    verbose=0,
 ):
     """Run the unimodal vs fusion comparison on one cohort.
 
@@ -170,7 +172,8 @@ def run_benchmark(
     out : path-like or None
         Folder for the tables, figures and ``metadata.json``.
     quick : bool, default=False
-        Smaller encoder budgets, ``max_epochs=40`` and fewer resamples.
+        Smaller encoder budgets, fewer resamples, and ``max_epochs=40`` for
+        the default rows.
     fusion_ehr : {"both", "counts", "transformer"}, default="both"
     selection_folds : int, default=5
         Folds of the selection cross-validation on the training rows.
@@ -182,10 +185,9 @@ def run_benchmark(
         200 if quick).
     n_metric_bootstrap : int or None
         Resamples for the other metrics (default 100, 20 if quick).
-    max_epochs : int or None
-        Overrides every neural model's ``max_epochs``.
     device : str or None
-        Torch device of every neural model and encoder (default: theirs).
+        Torch device of the encoders and of every neural model (it replaces
+        the models' own ``device``).
     random_state : int, default=0
         Seeds encoders, models, folds and the bootstrap: same seed, same table.
     cache_dir : path-like or None
@@ -195,14 +197,16 @@ def run_benchmark(
     models : dict or None
         Replaces :func:`default_models`: name -> :class:`ModelSpec` (or an
         ``(inputs, estimator)`` pair).
-    progress : bool, default=True
+    verbose : int, default=0
+        0 silent; 1 timestamped progress lines on stderr and the encoders'
+        progress bars.
 
     Returns
     -------
     result : BenchmarkResult
     """
     start = time.perf_counter()
-    log = as_progress(progress)
+    log = as_progress(verbose)
     for name, value in (("n_bootstrap", n_bootstrap), ("n_metric_bootstrap", n_metric_bootstrap)):
         _check_positive(name, value)
     n_bootstrap = n_bootstrap or (200 if quick else 1000)
@@ -212,7 +216,7 @@ def run_benchmark(
     masks = site_masks(cohort)
     train = masks["train"]
     horizons = check_horizons(horizons, y[train])
-    specs = _prepare(data, models, fusion_ehr, random_state, max_epochs, device, quick)
+    specs = _prepare(models, fusion_ehr, random_state, device, quick)
     out = None if out is None else Path(out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +227,7 @@ def run_benchmark(
             quick=quick,
             random_state=random_state,
             cache_dir=cache_dir,
-            progress=log,
+            verbose=log,
             device=device,
         )
     cv = cv_scores(
@@ -247,7 +251,7 @@ def run_benchmark(
     options = {
         "random_state": random_state, "quick": quick, "fusion_ehr": fusion_ehr,
         "selection_folds": selection_folds, "n_bootstrap": n_bootstrap,
-        "n_metric_bootstrap": n_metric_bootstrap, "max_epochs": max_epochs, "device": device,
+        "n_metric_bootstrap": n_metric_bootstrap, "device": device,
     }  # fmt: skip
     result = BenchmarkResult(
         table=table,
