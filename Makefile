@@ -17,7 +17,7 @@ DOCS_STAMP := $(VENV)/.docs-installed
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: demo test test-all lint install docs clean
+.PHONY: demo test test-all test-docs lint install docs clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ test: $(STAMP)
 test-all: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
+# The Python blocks of the user guide (docs/*.md, README.md) run, page by page.
+test-docs: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow tests/test_docs.py -k code_blocks
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -51,7 +55,7 @@ $(DOCS_STAMP): $(STAMP)
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)
-	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(PY) -m sphinx -W --keep-going -b html -d docs/_build/doctrees docs docs/_build/html
 	@echo "Site built: open docs/_build/html/index.html in a browser"
 
 clean:

@@ -73,6 +73,7 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"multimodal_surv {release}"
 html_theme_options = {
     "show_toc_level": 2,
+    "header_links_before_dropdown": 7,
     "navigation_with_keys": False,
     "secondary_sidebar_items": ["page-toc"],
 }

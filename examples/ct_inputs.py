@@ -1,5 +1,5 @@
 """Encode CT inputs as a PACS exports them: messy DICOM folders, multi-frame files, NRRD.
-=====================================================================================
+======================================================================================
 
 Writes each CT volume twice: once as a clean NIfTI file, once as a "real export":
 patient/study/series sub-folders, slice files without the ``.dcm`` extension, an

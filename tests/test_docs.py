@@ -1,5 +1,6 @@
 """The documentation site's sources: complete API pages, gallery-ready examples,
-user-facing text, and a full Sphinx build (slow; CI runs ``make docs``)."""
+user-facing text; the user guide's code blocks run (slow, ``make test-docs``);
+a full Sphinx build (slow; CI runs ``make docs``)."""
 
 import ast
 import importlib
@@ -44,6 +45,20 @@ def test_benchmark_pages_cover_every_results_table():
     for stem in tables:
         assert pages[stem].startswith("# ") and f"benchmarks/results/{stem}.md" in pages[stem]
         assert stem in pages["index"]
+
+
+def test_every_page_reaches_a_table_of_contents():
+    """Pages that no toctree lists are appended to the user guide's at build time."""
+    from types import SimpleNamespace
+
+    app = SimpleNamespace(config=SimpleNamespace(root_doc="index"))
+    source = [(DOCS / "user_guide.md").read_text()]
+    mms_docs.add_new_pages(app, "user_guide", source)
+    listed = mms_docs._toctree_entries(source[0])
+    listed |= mms_docs._toctree_entries((DOCS / "index.md").read_text())
+    pages = {p.stem for p in DOCS.glob("*.md")} - {"index", "user_guide"}
+    assert pages <= listed, pages - listed
+    assert source[0].count("```{toctree}") == 1
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -116,3 +131,55 @@ def test_sphinx_site_builds_without_warnings(tmp_path):
         "about/citing.html",
     ):
         assert (out / page).exists(), page
+
+
+# -- The user guide's code blocks run -------------------------------------------
+# Every ```python block of a page runs, the page's blocks in order in one
+# process (later blocks build on earlier ones), in an empty folder. A block
+# that cannot run here (a cluster address, a user's own files) is preceded by
+# an HTML comment, invisible on the site, saying why:
+#     <!-- not-run: needs a running Dask cluster -->
+_FENCE = re.compile(
+    r"(?P<skip><!--\s*not-run:(?P<why>[^>]*)-->\s*\n)?^```python[ \t]*\n(?P<code>.*?)^```",
+    flags=re.MULTILINE | re.DOTALL,
+)
+
+
+def _page_script(path):
+    """The runnable python blocks of a Markdown page, as one script (or None)."""
+    text = path.read_text()
+    parts = []
+    for match in _FENCE.finditer(text):
+        if match["skip"]:
+            assert match["why"].strip(), f"{path.name}: say why a block is not run"
+            continue
+        line = text.count("\n", 0, match.start("code")) + 1
+        parts.append(f"# --- {path.name}, line {line}\n{match['code']}")
+    return "\n".join(parts) if parts else None
+
+
+_PAGES = [p for p in sorted(DOCS.glob("*.md")) + [ROOT / "README.md"] if _page_script(p)]
+
+
+# Slow (each page fits models; about 10-30 s a page): `make test-docs` and CI
+# run them, `make test` does not.
+@pytest.mark.slow
+@pytest.mark.parametrize("page", _PAGES, ids=[p.name for p in _PAGES])
+def test_code_blocks_of_the_page_run(page, tmp_path):
+    script = tmp_path / f"{page.stem}_blocks.py"
+    script.write_text(_page_script(page))
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONPATH": str(ROOT),  # this checkout's package, whatever is installed
+    }
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"{page.name}:\n{result.stderr[-3000:]}"

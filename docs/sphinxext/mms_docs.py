@@ -10,8 +10,8 @@ site without editing the site:
   documented once, in the deepest public module that exports it.
 - ``reference/benchmarks/*.md``: one page per ``benchmarks/results/*.md``.
 
-Any other page written in ``docs/`` is added to the user guide's table of
-contents after the pages that ``index.md`` lists. The extension also maps
+Any other page written in ``docs/`` is added to the table of contents of
+``user_guide.md``, after the pages it lists. The extension also maps
 the repository-relative links that read well on a code host
 (``../examples/x.py``, ``../benchmarks/results/x.md``) onto the site's pages.
 """
@@ -199,20 +199,30 @@ def rewrite_links(app, docname, source) -> None:
     source[0] = text
 
 
+GUIDE = "user_guide"  # the page whose toctree collects the user-guide pages
+
+
+def _toctree_entries(text: str) -> set[str]:
+    entries = set()
+    for block in re.findall(r"```\{toctree\}(.*?)```", text, flags=re.DOTALL):
+        entries |= set(re.findall(r"^([\w/.-]+)$", block, flags=re.MULTILINE))
+    return entries
+
+
 def add_new_pages(app, docname, source) -> None:
-    """Append top-level pages that ``index.md`` does not list to its first toctree."""
-    if docname != app.config.root_doc:
+    """Append the top-level pages that no toctree lists to the user guide's."""
+    if docname != GUIDE:
         return
     text = source[0]
-    start = text.index("```{toctree}")
-    end = text.index("\n```", start)
-    listed = set(re.findall(r"^([\w/.-]+)$", text[start:end], flags=re.MULTILINE))
+    listed = _toctree_entries(text) | _toctree_entries((DOCS / "index.md").read_text())
     pages = sorted(
         p.stem
         for suffix in ("*.md", "*.rst")
         for p in DOCS.glob(suffix)
-        if p.stem != docname and p.stem not in listed
+        if p.stem not in listed | {GUIDE, app.config.root_doc}
     )
+    start = text.index("```{toctree}")
+    end = text.index("\n```", start)
     source[0] = text[:end] + "".join(f"\n{p}" for p in pages) + text[end:]
 
 
