@@ -286,3 +286,43 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, error
     assert err.startswith("multimodal-surv: error: ") and str(error).split("\n")[0] in err
     with pytest.raises(type(error)):
         cli.main(["benchmark", "--cohort", str(root), "--out", str(tmp_path / "o"), "--debug"])
+
+
+# -- real vocabularies at speed: the same results, encoded once ---------------------------
+def test_duplicate_detection_matches_pandas():
+    """Hash-based exact-duplicate marking equals pandas' drop_duplicates (first kept)."""
+    from multimodal_surv.datasets._event_quality import _duplicates
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    sid = np.sort(rng.integers(0, 300, n))
+    t = rng.integers(0, 40, n) * 10**9
+    order = np.lexsort((t, sid))
+    sid, t = sid[order], t[order]
+    code = rng.integers(0, 6, n).astype(np.int32)
+    val = np.where(rng.random(n) < 0.5, np.nan, rng.integers(0, 3, n).astype(float))
+    want = pd.DataFrame({"s": sid, "t": t, "c": code, "v": val}).duplicated().to_numpy()
+    got = _duplicates(sid, t, code, val, np.zeros(n, bool))
+    assert want.sum() > 500
+    np.testing.assert_array_equal(got, want)
+
+
+def test_dataframe_encoded_once_and_refreshed_when_changed(monkeypatch):
+    import multimodal_surv.datasets._events as events_module
+
+    calls = []
+    original = events_module.EventArrays.from_frame.__func__
+
+    def counting(cls, frame):
+        calls.append(len(frame))
+        return original(cls, frame)
+
+    monkeypatch.setattr(events_module.EventArrays, "from_frame", classmethod(counting))
+    events = clean_events()
+    enc = EHRCountEncoder(events, windows=["ever"]).fit(COHORT)
+    first = enc.transform(COHORT)
+    enc.transform(COHORT.iloc[:5])
+    assert calls == [len(events)]  # built at fit, reused by both transforms
+    events.loc[events.code == "Visit/OP", "code"] = "Visit/IP"  # changed in place
+    changed = enc.transform(COHORT)
+    assert len(calls) == 2 and not np.array_equal(changed, first)

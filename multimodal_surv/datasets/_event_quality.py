@@ -100,18 +100,37 @@ def find_invalid(sid, t, code_ids, val, codes, static_time) -> dict[str, np.ndar
     if death is not None:
         out["after_death"] = ~bad & ~static & (t > np.repeat(death, counts))
         bad |= out["after_death"]
-    # Duplicates share (subject, time): only events in such runs are compared.
-    same = np.zeros(n, bool)
-    if n > 1:
-        tie = (sid[1:] == sid[:-1]) & (t[1:] == t[:-1])
-        same[1:] |= tie
-        same[:-1] |= tie
-    cand = np.flatnonzero(same & ~bad)
-    if cand.size:
-        v = val[cand]
-        bits = np.where(np.isnan(v), np.int64(-1), v.view(np.int64))
-        frame = pd.DataFrame({"s": sid[cand], "t": t[cand], "c": code_ids[cand], "v": bits})
-        out["duplicate"][cand[frame.duplicated(keep="first").to_numpy()]] = True
+    out["duplicate"] = _duplicates(sid, t, code_ids, val, bad)
+    return out
+
+
+def _duplicates(sid, t, code_ids, val, bad) -> np.ndarray:
+    """Events equal to an earlier one in (subject, time, code, value), not in ``bad``.
+
+    Duplicates share a (subject, time) run of the sorted events and a code: a
+    stable sort of ``run * n_codes + code`` (nearly sorted already, so cheap)
+    finds the few events that share both; only those are compared with their
+    values, exactly, by pandas. The first of each duplicate group is kept.
+    """
+    n = sid.size
+    out = np.zeros(n, bool)
+    if n < 2:
+        return out
+    new_run = np.concatenate([[True], (sid[1:] != sid[:-1]) | (t[1:] != t[:-1])])
+    key = (np.cumsum(new_run) - 1) * (int(code_ids.max()) + 2) + (code_ids + 1)
+    key[bad] = -1 - np.arange(int(bad.sum()))  # distinct: never a duplicate
+    order = np.argsort(key, kind="stable")
+    same = key[order][1:] == key[order][:-1]
+    shared = np.zeros(n, bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    cand = np.sort(order[shared])  # table order, so "first" is the earlier row
+    if cand.size < 2:
+        return out
+    v = val[cand]
+    bits = np.where(np.isnan(v), np.int64(-1), v.view(np.int64))
+    dup = pd.DataFrame({"k": key[cand], "v": bits}).duplicated(keep="first").to_numpy()
+    out[cand[dup]] = True
     return out
 
 

@@ -126,7 +126,13 @@ class EventArrays:
             code_ids, codes = remap[code_ids], codes[present]
         starts = _subject_bounds(sid)
         subjects = sid[starts[:-1]]
-        unique_times, rank = np.unique(t, return_inverse=True)
+        # hash-based (the distinct times are far fewer than the events), then ranked
+        ids, unique_times = pd.factorize(t)
+        order = np.argsort(unique_times, kind="stable")
+        unique_times = unique_times[order]
+        rank = np.empty(order.size, np.int64)
+        rank[order] = np.arange(order.size)
+        rank = rank[ids]
         sub_idx = np.repeat(np.arange(subjects.size, dtype=np.int64), np.diff(starts))
         key = sub_idx * (unique_times.size + 1) + rank
         del sub_idx, rank

@@ -256,23 +256,25 @@ class EHRCountEncoder(EHREncoderBase):
         if sparse_output:
             parts, numeric = [], np.zeros((m, n_num))
         else:
-            out = np.empty((m, n_counts + n_num))
+            out = np.zeros((m, n_counts + n_num))
         for i, arrays in chunks:
             r = rows[i]
             s, p = sid[r], pt[r]
             self._check_rows(arrays, s, p, r, chunk=i)
-            direct = not sparse_output and isinstance(r, slice)  # one chunk: write in place
+            # dense: every chunk writes its rows of the one output in place
             counts, num, hist, unk = feat.transform(
-                arrays, s, p, sparse_output=sparse_output, out=out if direct else None
+                arrays,
+                s,
+                p,
+                sparse_output=sparse_output,
+                out=None if sparse_output else out,
+                out_rows=None if isinstance(r, slice) else r,
             )
             n_hist[r] = hist
             n_unk += unk
             if sparse_output:
                 parts.append(counts)
                 numeric[r] = num
-            elif not direct:
-                out[r, :n_counts] = counts
-                out[r, n_counts:] = num
             del arrays, counts, num
         if not sparse_output:
             return out, None, n_hist, n_unk

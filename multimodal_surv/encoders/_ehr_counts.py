@@ -187,17 +187,26 @@ class CountFeaturizer:
         pt_ns: np.ndarray,
         sparse_output: bool,
         out: np.ndarray | None = None,
+        out_rows: np.ndarray | None = None,
     ):
         """Return ``(counts, numeric, n_history, n_unknown)``.
 
         ``counts`` is (n_rows, n_count_features) sparse CSR or dense float64;
         ``numeric`` is dense (n_rows, n_numeric); ``n_history`` counts events up to
         each row's prediction time; ``n_unknown`` the out-of-vocabulary events.
-        Dense with ``out`` (n_rows, n_count_features + n_numeric): both are
-        written into ``out`` (no concatenation copy) and returned as views.
+        Dense: both are written into ``out`` (n_count_features + n_numeric
+        columns; zeros, C-contiguous; allocated when None), at rows
+        ``out_rows`` (default: row ``i`` of ``sid`` at row ``i``), and returned
+        as views of it (without ``out_rows``) or None (with it).
         """
         m = sid.size
         V1 = self.vocabulary_.size + 1
+        if not sparse_output:
+            if out is None:
+                out = np.zeros((m, len(self.windows) * V1 + self.numeric_codes_.size))
+            flat = out.reshape(-1)  # a view: ``out`` is C-contiguous
+            n_col = out.shape[1]
+            at = np.arange(m, dtype=np.int64) if out_rows is None else np.asarray(out_rows)
         tok_of_code, num_of_code = self._maps(arrays)
         k, end = arrays.locate(sid, pt_ns)
         first = np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
@@ -220,19 +229,15 @@ class CountFeaturizer:
                 np.cumsum(lengths, out=indptr[1:])
                 block = sp.csr_matrix((np.ones(tok.size, np.float64), tok, indptr), shape=(m, V1))
                 block.sum_duplicates()
+                blocks.append(block)
             else:
-                block = np.bincount(rows * V1 + tok, minlength=m * V1).reshape(m, V1)
-                if out is not None:
-                    out[:, w * V1 : (w + 1) * V1] = block
-                    continue
-                block = block.astype(np.float64)
-            blocks.append(block)
+                # Adds only where events are, into the zeroed output: no (rows x codes)
+                # temporary per window.
+                np.add.at(flat, at[rows] * n_col + (w * V1 + tok), 1.0)
         if sparse_output:
             counts = sp.hstack(blocks, format="csr")
-        elif out is not None:
-            counts = out[:, : len(self.windows) * V1]
         else:
-            counts = np.hstack(blocks)
+            counts = out[:, : len(self.windows) * V1]
         n_history = end - first
         Vn = self.numeric_codes_.size
         numeric = np.zeros((m, Vn))
@@ -249,7 +254,11 @@ class CountFeaturizer:
             numeric = np.broadcast_to(self.numeric_fill_, (m, Vn)).ravel().copy()
             numeric[seen] = arrays.numeric_value[last[seen]]
             numeric = numeric.reshape(m, Vn)
-        if out is not None and not sparse_output:
-            out[:, counts.shape[1] :] = numeric
-            numeric = out[:, counts.shape[1] :]
+        if not sparse_output:
+            n_counts = len(self.windows) * V1
+            if out_rows is not None:
+                out[out_rows, n_counts:] = numeric
+                return None, None, n_history, n_unknown
+            out[:, n_counts:] = numeric
+            numeric = out[:, n_counts:]
         return counts, numeric, n_history, n_unknown
