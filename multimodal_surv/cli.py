@@ -152,6 +152,12 @@ def _add_protocol_options(bench):
         "cuda:N or auto",
     )
     bench.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="model fits in parallel processes (-1: every core; default 1); same table",
+    )
+    bench.add_argument(
         "--bootstrap",
         type=int,
         default=None,
@@ -249,6 +255,7 @@ def _common(args):
         "selection_folds": args.selection_folds,
         "device": args.device,
         "random_state": args.seed,
+        "n_jobs": args.n_jobs,
         "models": _models(args),
         "verbose": 0 if args.no_progress else 1,
     }

@@ -8,32 +8,31 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.model_selection import GroupKFold
 
-from ..metrics import concordance_index
 from ._encode import as_progress, encode_cohort
-from ._models import fit_model
 from ._run import _prepare
-from ._select import check_folds, cv_scores, design, select
+from ._select import check_folds, cv_scores, design, fold_cindex, select
 from ._table import markdown_table, metadata
 
 __all__ = ["run_nested_cv"]
 
 
-def _outer_fold(specs, embeddings, y, groups, fit_rows, test_rows, k, seed, log):
-    """Select on ``fit_rows`` by inner CV, fit every model there, score ``test_rows``."""
-    event_name, time_name = y.dtype.names
-    cv = cv_scores(specs, embeddings, y, fit_rows, groups, k=k, random_state=seed, log=log)
+def _outer_fold(specs, embeddings, y, groups, rows, k, seed, log, n_jobs):
+    """Select on ``rows[0]`` by inner CV, fit every model there, score ``rows[1]``."""
+    fit_rows, test_rows = rows
+    cv = cv_scores(
+        specs, embeddings, y, fit_rows, groups, k=k, random_state=seed, log=log, n_jobs=n_jobs
+    )
     chosen = select(specs, cv)
-    scores = {}
-    for name, spec in specs.items():
-        X = design(embeddings, spec.inputs)
-        model = fit_model(spec.estimator, X.iloc[fit_rows], y[fit_rows], groups[fit_rows])
-        yt = y[test_rows]
-        scores[name] = concordance_index(
-            yt[event_name], yt[time_name], model.predict(X.iloc[test_rows])
+    tasks = [
+        delayed(fold_cindex)(
+            spec.estimator, design(embeddings, spec.inputs), y, groups, fit_rows, test_rows
         )
-    return scores, chosen
+        for spec in specs.values()
+    ]
+    return dict(zip(specs, Parallel(n_jobs=n_jobs)(tasks))), chosen
 
 
 def run_nested_cv(
@@ -49,6 +48,7 @@ def run_nested_cv(
     cache_dir=None,
     embeddings=None,
     models=None,
+    n_jobs=None,
     verbose=0,
 ):
     """Nested cross-validation of every model on the whole cohort.
@@ -73,7 +73,7 @@ def run_nested_cv(
     selection_folds : int, default=5
         Inner folds of the selection.
     out, quick, fusion_ehr, device, random_state : see :func:`run_benchmark`
-    cache_dir, embeddings, models, verbose : see :func:`run_benchmark`
+    cache_dir, embeddings, models, n_jobs, verbose : see :func:`run_benchmark`
 
     Returns
     -------
@@ -100,20 +100,11 @@ def run_nested_cv(
         )  # fmt: skip
     outer = GroupKFold(n_splits=cv, shuffle=True, random_state=random_state)
     folds = []
-    for i, (fit_rows, test_rows) in enumerate(outer.split(cohort, groups=groups), 1):
+    for i, rows in enumerate(outer.split(cohort, groups=groups), 1):
         log(f"outer fold {i}/{cv}")
+        seed = random_state + i
         folds.append(
-            _outer_fold(
-                specs,
-                embeddings,
-                y,
-                groups,
-                fit_rows,
-                test_rows,
-                selection_folds,
-                random_state + i,
-                log,
-            )  # fmt: skip
+            _outer_fold(specs, embeddings, y, groups, rows, selection_folds, seed, log, n_jobs)
         )
     table, summary = _summarise(specs, folds, cv, selection_folds)
     if out is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 
 from . import _clinical as clin
 from ._encode import as_progress, encode_cohort
@@ -82,16 +83,21 @@ def predict_rows(fitted, X, grid, own_times):
     return Predictions(risk, at_grid, own)
 
 
-def fit_all(specs, embeddings, y, train, groups, grid, log):
+def _fit_predict(estimator, X, y, train, groups, grid):
+    fitted = fit_model(estimator, X[train], y[train], groups[train])
+    return predict_rows(fitted, X, grid, y[y.dtype.names[1]].astype(float))
+
+
+def fit_all(specs, embeddings, y, train, groups, grid, log, n_jobs=None):
     """Fit every model on the training rows; predictions for all rows."""
-    time_name = y.dtype.names[1]
-    preds = {}
-    for i, (name, spec) in enumerate(specs.items(), 1):
-        log(f"[{i}/{len(specs)}] fitting {name} on all training rows")
-        X = design(embeddings, spec.inputs)
-        fitted = fit_model(spec.estimator, X[train], y[train], groups[train])
-        preds[name] = predict_rows(fitted, X, grid, y[time_name].astype(float))
-    return preds
+    log(f"fitting {len(specs)} models on all {int(train.sum())} training rows")
+    tasks = [
+        delayed(_fit_predict)(
+            spec.estimator, design(embeddings, spec.inputs), y, train, groups, grid
+        )
+        for spec in specs.values()
+    ]
+    return dict(zip(specs, Parallel(n_jobs=n_jobs)(tasks)))
 
 
 def score_sites(preds, y, groups, masks, horizons, grid, reference, fusion, n_boot, seed):
@@ -148,6 +154,7 @@ def run_benchmark(
     cache_dir=None,
     embeddings=None,
     models=None,
+    n_jobs=None,
     verbose=0,
 ):
     """Run the unimodal vs fusion comparison on one cohort.
@@ -197,6 +204,9 @@ def run_benchmark(
     models : dict or None
         Replaces :func:`default_models`: name -> :class:`ModelSpec` (or an
         ``(inputs, estimator)`` pair).
+    n_jobs : int or None, default=None
+        Model fits run in parallel through joblib processes (-1: every
+        core); the table is the same for any value.
     verbose : int, default=0
         0 silent; 1 timestamped progress lines on stderr and the encoders'
         progress bars.
@@ -232,11 +242,11 @@ def run_benchmark(
         )
     cv = cv_scores(
         specs, embeddings, y, np.flatnonzero(train), groups,
-        k=selection_folds, random_state=random_state, log=log,
+        k=selection_folds, random_state=random_state, log=log, n_jobs=n_jobs,
     )  # fmt: skip
     chosen = select(specs, cv)
     grid = clin.time_grid(horizons)
-    preds = fit_all(specs, embeddings, y, train, groups, grid, log)
+    preds = fit_all(specs, embeddings, y, train, groups, grid, log, n_jobs)
     if getattr(data, "oracle", None) is not None:
         preds = {ORACLE: Predictions(np.asarray(data.oracle, dtype=float)), **preds}
     log("scoring the test sets (subject-level bootstrap)")
@@ -250,7 +260,7 @@ def run_benchmark(
     summary.update(horizons=horizons.tolist(), grid=grid.tolist())
     options = {
         "random_state": random_state, "quick": quick, "fusion_ehr": fusion_ehr,
-        "selection_folds": selection_folds, "n_bootstrap": n_bootstrap,
+        "selection_folds": selection_folds, "n_bootstrap": n_bootstrap, "n_jobs": n_jobs,
         "n_metric_bootstrap": n_metric_bootstrap, "device": device,
     }  # fmt: skip
     result = BenchmarkResult(

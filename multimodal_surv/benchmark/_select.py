@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.model_selection import GroupKFold
 
 from ..metrics import concordance_index
@@ -56,7 +57,20 @@ def check_folds(k, groups, what="--selection-folds"):
         )
 
 
-def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None):
+def fold_cindex(estimator, X, y, groups, fit_idx, val_idx):
+    """Fit on ``fit_idx``, Harrell's C on ``val_idx`` (NaN without a comparable pair)."""
+    model = fit_model(estimator, X.iloc[fit_idx], y[fit_idx], groups[fit_idx])
+    y_val = y[val_idx]
+    event_name, time_name = y.dtype.names
+    try:
+        return concordance_index(
+            y_val[event_name], y_val[time_name], model.predict(X.iloc[val_idx])
+        )
+    except ValueError:  # a fold without a comparable pair (tiny cohorts)
+        return np.nan
+
+
+def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None, n_jobs=None):
     """Mean and sd of the out-of-fold Harrell's C of every model on ``rows``.
 
     Parameters
@@ -71,6 +85,8 @@ def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None):
     k : int
     random_state : int
     log : callable or None
+    n_jobs : int or None
+        Fits run in parallel through joblib (same results for any value).
 
     Returns
     -------
@@ -78,30 +94,27 @@ def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None):
         Index: model names; columns ``cv_C`` (mean) and ``cv_C_sd``.
     """
     check_folds(k, groups[rows])
-    event_name, time_name = y.dtype.names
     splitter = GroupKFold(n_splits=k, shuffle=True, random_state=random_state)
     folds = list(splitter.split(rows, groups=groups[rows]))
+    y_rows, g_rows = y[rows], groups[rows]
+    if log is not None:
+        log(f"selection: {k}-fold CV of {len(specs)} models on {len(rows)} training rows")
+    tasks = [
+        delayed(fold_cindex)(
+            spec.estimator, design(embeddings, spec.inputs).iloc[rows], y_rows, g_rows, *fold
+        )
+        for spec in specs.values()
+        for fold in folds
+    ]
+    fold_c = np.array(Parallel(n_jobs=n_jobs)(tasks), dtype=float).reshape(len(specs), k)
     out = {}
-    for i, (name, spec) in enumerate(specs.items(), 1):
-        if log is not None:
-            log(f"[selection {i}/{len(specs)}] {k}-fold CV of {name}")
-        X = design(embeddings, spec.inputs).iloc[rows]
-        y_rows, g_rows = y[rows], groups[rows]
-        fold_c = []
-        for fit_idx, val_idx in folds:
-            model = fit_model(spec.estimator, X.iloc[fit_idx], y_rows[fit_idx], g_rows[fit_idx])
-            y_val = y_rows[val_idx]
-            risk = model.predict(X.iloc[val_idx])
-            try:
-                fold_c.append(concordance_index(y_val[event_name], y_val[time_name], risk))
-            except ValueError:  # a fold without a comparable pair (tiny cohorts)
-                fold_c.append(np.nan)
-        if np.isnan(fold_c).all():
+    for name, c in zip(specs, fold_c):
+        if np.isnan(c).all():
             raise ValueError(
                 f"no selection fold of the {len(rows)} training rows has a comparable pair "
                 f"(an event before another row's time); use fewer --selection-folds (now {k})."
             )
-        out[name] = {"cv_C": float(np.nanmean(fold_c)), "cv_C_sd": float(np.nanstd(fold_c, ddof=1))}
+        out[name] = {"cv_C": float(np.nanmean(c)), "cv_C_sd": float(np.nanstd(c, ddof=1))}
     return pd.DataFrame.from_dict(out, orient="index")
 
 
