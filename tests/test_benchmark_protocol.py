@@ -135,7 +135,9 @@ def _coxnet_rows():
     from sklearn.preprocessing import StandardScaler
 
     def row(inputs, role):
-        return ModelSpec(inputs, make_pipeline(StandardScaler(), TunedCoxnet(n_alphas=5)), role)
+        return ModelSpec(
+            inputs, make_pipeline(StandardScaler(), TunedCoxnet(n_alphas=5, random_state=0)), role
+        )
 
     return {
         "Coxnet CT": row(("ct",), "unimodal"),
