@@ -40,11 +40,12 @@ def _errorbars(ax, table, site, ypos, offset, cols, label):
     )
 
 
-def plot_forest(table, reference, path):
+def plot_forest(table, reference, path, selected=()):
     """Forest plot per test site: C with 95 % CIs, and ΔC against ``reference``.
 
     ΔC intervals of fusion rows are the simultaneous (Bonferroni) intervals
-    the headline uses; other rows show 95 % intervals.
+    the headline uses; other rows show 95 % intervals. Rows named in
+    ``selected`` (and ``reference``) are marked as selected.
     """
     plt = _figure()
     sites = _sites(table)
@@ -64,7 +65,7 @@ def plot_forest(table, reference, path):
             )
         _errorbars(ax_d, d, site, ypos, offset, ("dC", "dC lo", "dC hi"), label)
     labels = [
-        f"{m}  [{r}]" + ("  (selected)" if m == reference else "")
+        f"{m}  [{r}]" + ("  (selected)" if m == reference or m in selected else "")
         for m, r in zip(table["model"], table["role"])
     ]
     ax_c.set_yticks(ypos, labels)
@@ -156,7 +157,7 @@ def plot_kaplan_meier(risk, y, masks, model_name, path, n_groups=3):
         ax.set_ylim(0, 1.02)
         ax.set_xlim(left=0)
         ax.set_title(f"{site.capitalize()} test set")
-        ax.legend(loc="lower left")
+        ax.legend(loc="upper right")
         ax.grid(alpha=0.3)
         if fitters:
             add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])

@@ -45,7 +45,7 @@ def write_outputs(result, data, masks, out):
     calibration.to_csv(out / "calibration.csv", index=False, float_format="%.4f")
     summary = result.summary
     reference = summary.get("selected_unimodal")
-    plot_forest(result.table, reference, out / "forest.png")
+    plot_forest(result.table, reference, out / "forest.png", [summary.get("selected_fusion")])
     shown = [m for m in (summary.get("selected_unimodal"), summary.get("selected_fusion")) if m]
     horizons = summary["horizons"]
     plot_calibration(calibration, shown, horizons[len(horizons) // 2], out / "calibration.png")
