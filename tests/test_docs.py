@@ -38,6 +38,24 @@ def test_api_page_documents_every_public_name_once():
         assert f":obj:`multimodal_surv.{name} <" in page
 
 
+def test_fitted_attribute_names_are_escaped_in_docstrings():
+    lines = [
+        "embeddings : ndarray of shape (n_samples, n_features_out_), float32",
+        "n_features_out_ : int",
+        "Width ``n_features_out_``, as n_features_out_ says.",
+        ">>> enc.n_features_out_",
+        "See `Zhang et al.`_, :attr:`coef_` and __init__.",
+    ]
+    mms_docs.escape_fitted_names(None, None, None, None, None, lines)
+    assert lines == [
+        "embeddings : ndarray of shape (n_samples, n_features_out_\\), float32",
+        "n_features_out_ : int",
+        "Width ``n_features_out_``, as n_features_out_\\ says.",
+        ">>> enc.n_features_out_",
+        "See `Zhang et al.`_, :attr:`coef_` and __init__.",
+    ]
+
+
 def test_benchmark_pages_cover_every_results_table():
     pages = mms_docs.benchmark_pages()
     tables = {p.stem for p in (ROOT / "benchmarks" / "results").glob("*.md")}

@@ -170,7 +170,19 @@ def benchmark_pages() -> dict[str, str]:
 
 
 def generate(app, config) -> None:
-    _write(GENERATED / "api.rst", api_page())
+    page = api_page()
+    _write(GENERATED / "api.rst", page)
+    # Stubs of names that are no longer public would be orphan pages (and fail
+    # to import): remove them, autosummary writes the current ones.
+    current, module = set(), None
+    for line in page.splitlines():
+        if line.startswith(".. currentmodule:: "):
+            module = line.split()[-1]
+        elif re.fullmatch(r"   \w+", line) and module:
+            current.add(f"{module}.{line.strip()}")
+    for stub in (GENERATED / "generated").glob("*.rst"):
+        if stub.stem not in current:
+            stub.unlink()
     bench = GENERATED / "benchmarks"
     pages = benchmark_pages()
     for stale in bench.glob("*.md"):
@@ -226,9 +238,44 @@ def add_new_pages(app, docname, source) -> None:
     source[0] = text[:end] + "".join(f"\n{p}" for p in pages) + text[end:]
 
 
+_HEADER = re.compile(r"^\s*[*\w]+(\s*,\s*[*\w]+)*\s*:(\s|$)")  # "name : type" lines
+_TRAILING_UNDERSCORE = re.compile(r"(?<![\w`*\\])([A-Za-z]\w*_)(?![\w`])")
+
+
+def escape_fitted_names(app, what, name, obj, options, lines) -> None:
+    """Escape ``name_`` words outside literals, which reST reads as link targets.
+
+    scikit-learn style docstrings mention fitted attributes (``n_features_out_``)
+    in running text; unescaped, docutils reports an unknown target. Headers of
+    numpydoc sections ("name : type": the type is escaped), doctest lines and
+    ````literals```` are left as they are.
+    """
+    for k, line in enumerate(lines):
+        if line.lstrip().startswith((">>>", "...")):
+            continue
+        head, text = "", line
+        if _HEADER.match(line):  # keep the names, escape the type
+            head, sep, text = line.partition(":")
+            head += sep
+        parts = text.split("``")
+        for j in range(0, len(parts), 2):  # even parts are outside ``literals``
+            parts[j] = _TRAILING_UNDERSCORE.sub(r"\1\\", parts[j])
+        lines[k] = head + "``".join(parts)
+
+
+def skip_routing_methods(app, what, name, obj, skip, options):
+    """Leave out scikit-learn's generated ``set_*_request`` methods."""
+    if re.fullmatch(r"set_\w+_request", name):
+        return True
+    return None
+
+
 def setup(app):
     # before Sphinx lists the source files, so the generated pages are found
     app.connect("config-inited", generate)
     app.connect("source-read", add_new_pages)
+    # before numpydoc (priority 500) rewrites the docstring into reST
+    app.connect("autodoc-process-docstring", escape_fitted_names, priority=400)
+    app.connect("autodoc-skip-member", skip_routing_methods)
     app.connect("source-read", rewrite_links)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
