@@ -164,7 +164,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         Refuse volumes with more voxels than this (512**3 by default),
         checked from the header before reading.
     verbose : bool, default=False
-        Show tqdm progress bars (pretraining and encoding), like ``EHREncoder``.
+        Show tqdm progress bars (pretraining and encoding), like ``EHRTransformerEncoder``.
     random_state : int, RandomState or None, default=None
         Seeds the ``"ssl"`` initialisation, augmentations and shuffling.
 
