@@ -26,7 +26,7 @@ import pandas as pd
 from multimodal_surv.datasets import load_cohort_folder
 from multimodal_surv.encoders import EHRCountEncoder
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser = argparse.ArgumentParser(description="A real EHR extract as it comes.")
 parser.add_argument("--quick", action="store_true", help="200 subjects instead of 2,000")
 args = parser.parse_args()
 n = 200 if args.quick else 2000

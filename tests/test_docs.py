@@ -92,6 +92,17 @@ def test_example_has_a_gallery_title(script):
     )
 
 
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs_without_its_docstring(script):
+    """The gallery turns the docstring into the page and runs the code with an
+    empty ``__doc__``: ``__doc__.splitlines()[0]`` would fail there."""
+    code = script.read_text()
+    assert not re.search(r"__doc__\s*(\.|\[)", code), (
+        f"{script.name}: use a literal description instead of indexing __doc__ "
+        "(empty when the docs gallery runs the example)"
+    )
+
+
 # Words that point at the project's tracker rather than at the user's problem.
 _TRACKER = re.compile(
     r"\b(issue|item|acceptance item) \d+\b|acceptance bar|the issue's\b|\bissue's bar",
