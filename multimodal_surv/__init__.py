@@ -8,8 +8,10 @@ scorers work unchanged.
 
 from .encoders import CTEncoder, EHRCountEncoder, EHRTransformerEncoder, make_multimodal_encoder
 from .exceptions import CTReadError, WeightsMismatchError
+from .inspection import modality_report
 from .metrics import concordance_index
 from .models import (
+    AdaptiveFusionSurvival,
     CoAttentionFusionSurvival,
     ContrastiveFusionSurvival,
     CrossAttentionFusionSurvival,
@@ -25,6 +27,7 @@ __all__ = [
     "EHRCountEncoder",
     "EHRTransformerEncoder",
     "make_multimodal_encoder",
+    "AdaptiveFusionSurvival",
     "CoAttentionFusionSurvival",
     "ContrastiveFusionSurvival",
     "CrossAttentionFusionSurvival",
@@ -34,4 +37,5 @@ __all__ = [
     "concordance_index",
     "CTReadError",
     "WeightsMismatchError",
+    "modality_report",
 ]

@@ -7,15 +7,17 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sksurv.metrics import (
     as_concordance_index_ipcw_scorer,
     as_integrated_brier_score_scorer,
 )
+from sklearn.compose import ColumnTransformer
 from sksurv.util import Surv
 
 from multimodal_surv import (
+    AdaptiveFusionSurvival,
     CoAttentionFusionSurvival,
     ContrastiveFusionSurvival,
     CrossAttentionFusionSurvival,
@@ -41,7 +43,22 @@ ESTIMATORS = {
     "CoAttentionFusionSurvival": lambda: CoAttentionFusionSurvival(
         d_model=8, hidden_units=(16,), **FAST
     ),
+    "AdaptiveFusionSurvival": lambda: AdaptiveFusionSurvival(
+        [
+            (f"{mod}_only", make_pipeline(ColumnTransformer([(mod, "passthrough", cols)]), net()))
+            for mod, cols, net in (
+                ("ct", list(range(6)), lambda: DeepSurvival(hidden_units=(8,), **FAST)),
+                ("ehr", list(range(6, 11)), lambda: DeepSurvival(hidden_units=(8,), **FAST)),
+            )
+        ]
+        + [("early", DeepSurvival(hidden_units=(16,), **FAST))],
+        cv=2,
+        random_state=0,
+    ),
 }
+# The learning rate each estimator is tuned by in the checks below (a meta-estimator
+# reaches its candidates' parameters through their names, like a Pipeline).
+LR = {"AdaptiveFusionSurvival": "early__lr"}
 
 
 def _data(n=160, seed=0):
@@ -95,8 +112,9 @@ def test_clone_and_params(name):
     cloned = clone(est)
     assert type(cloned) is type(est)
     assert set(cloned.get_params(deep=False)) == set(params)
-    est.set_params(lr=0.05, max_epochs=3)
-    assert est.get_params()["lr"] == 0.05 and est.max_epochs == 3
+    lr = LR.get(name, "lr")
+    est.set_params(**{lr: 0.05, "max_epochs": 3})
+    assert est.get_params()[lr] == 0.05 and est.max_epochs == 3
     with pytest.raises(ValueError, match="Invalid parameter"):
         est.set_params(not_a_parameter=1)
 
@@ -159,15 +177,16 @@ def test_pipeline_and_cross_val_score(name, data):
 def test_grid_search_with_scikit_survival_scorers(name, data, scorer):
     X, y = data
     est = ESTIMATORS[name]()
-    grid = {"lr": [1e-3, 1e-2]}
+    lr = LR.get(name, "lr")
+    grid = {lr: [1e-3, 1e-2]}
     if scorer == "ipcw":
         est, grid = (
             as_concordance_index_ipcw_scorer(est, tau=np.percentile(y["days"], 60)),
-            {"estimator__lr": grid["lr"]},
+            {f"estimator__{lr}": grid[lr]},
         )
     elif scorer == "brier":
         times = np.percentile(y["days"], [20, 40, 60])
-        est, grid = as_integrated_brier_score_scorer(est, times), {"estimator__lr": grid["lr"]}
+        est, grid = as_integrated_brier_score_scorer(est, times), {f"estimator__{lr}": grid[lr]}
     search = GridSearchCV(est, grid, cv=KFold(3, shuffle=True, random_state=0), n_jobs=1)
     search.fit(X, y)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()

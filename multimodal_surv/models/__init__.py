@@ -1,5 +1,6 @@
 """Survival estimators: skorch networks with scikit-survival's interface."""
 
+from ._adaptive import AdaptiveFusionSurvival
 from ._base import SurvivalNet
 from ._co_attention import CoAttentionFusionSurvival
 from ._contrastive import ContrastiveFusionSurvival
@@ -8,6 +9,7 @@ from ._deep import DeepSurvival
 from ._late import LateFusionSurvival
 
 __all__ = [
+    "AdaptiveFusionSurvival",
     "CoAttentionFusionSurvival",
     "ContrastiveFusionSurvival",
     "CrossAttentionFusionSurvival",
