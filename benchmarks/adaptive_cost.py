@@ -34,11 +34,14 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=TUNING_SEEDS[0])
     parser.add_argument("--name", default="adaptive_cost")
+    parser.add_argument("--cache-dir", default=None, help="reuse encoded cohorts from here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", ".*reached max_epochs")
 
-    X, y, train = cohort_embeddings(args.n_subjects, args.balance, args.seed)
+    X, y, train = cohort_embeddings(
+        args.n_subjects, args.balance, args.seed, cache_dir=args.cache_dir
+    )
     Xtr, ytr, Xte, yte = X[train], y[train], X[~train], y[~train]
     rows, single = [], {}
     for k in args.cv:

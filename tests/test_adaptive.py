@@ -25,7 +25,9 @@ def make_two_modality(n, seed, ct_signal=1.0, ehr_signal=1.0, missing_ct=0.0):
     """CT (6 columns) and EHR (5 columns); the log-hazard is linear in 2 columns of each."""
     rng = np.random.default_rng(seed)
     ct, ehr = rng.normal(size=(n, 6)), rng.normal(size=(n, 5))
-    risk = ct_signal * (ct[:, 0] - ct[:, 1]) / 2**0.5 + ehr_signal * (ehr[:, 0] + ehr[:, 1]) / 2**0.5
+    risk = (
+        ct_signal * (ct[:, 0] - ct[:, 1]) / 2**0.5 + ehr_signal * (ehr[:, 0] + ehr[:, 1]) / 2**0.5
+    )
     time = rng.exponential(np.exp(-risk))
     censor = rng.exponential(3 * np.median(time), size=n)
     columns = [f"ct__x{j}" for j in range(6)] + [f"ehr__x{j}" for j in range(5)]
@@ -100,7 +102,9 @@ def test_fit_predict_report_and_pipeline_with_groups(data):
     assert np.isfinite(table[["split0_c", "split1_c", "split2_c", "mean_fit_time"]]).all().all()
     np.testing.assert_allclose(table["mean_c"], table.filter(like="split").mean(axis=1))
     assert fitted.n_splits_ == 3 and fitted.modality_names_ == ["ct", "ehr"]
-    np.testing.assert_array_equal(pipe.predict(X), fitted.best_estimator_.predict(pipe[0].transform(X)))
+    np.testing.assert_array_equal(
+        pipe.predict(X), fitted.best_estimator_.predict(pipe[0].transform(X))
+    )
     assert pipe.score(X, y) > 0.7
     report = fitted.modality_report_
     assert report.recommended == fitted.best_strategy_ and report.n_folds == 3
@@ -192,4 +196,7 @@ def test_report_on_a_noise_modality_with_missing_rows():
     assert exported["balance"] == pytest.approx(report.balance)
     assert exported["recommended"] == report.recommended
     markdown = str(report)
-    assert markdown.startswith("## Modality report") and f"**Recommended: {report.recommended}." in markdown
+    assert (
+        markdown.startswith("## Modality report")
+        and f"**Recommended: {report.recommended}." in markdown
+    )

@@ -11,7 +11,6 @@ seeds 90 and 91 and nothing was tuned on these.
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from sklearn.base import clone
 
@@ -57,9 +56,7 @@ def run_cohort(balance, seed, n_subjects=900, cache_dir=None, **params):
 def results(tmp_path_factory):
     cache = tmp_path_factory.mktemp("adaptive_cohorts")
     return {
-        (b, s): run_cohort(b, s, cache_dir=cache, cv=5)
-        for b in BALANCES
-        for s in ACCEPTANCE_SEEDS
+        (b, s): run_cohort(b, s, cache_dir=cache, cv=5) for b in BALANCES for s in ACCEPTANCE_SEEDS
     }
 
 
@@ -68,7 +65,9 @@ def test_adaptive_is_never_much_worse_than_the_best_fixed_model(results):
     for (balance, seed), r in results.items():
         unimodal = max(r["fixed"]["ct_only"], r["fixed"]["ehr_only"])
         best = max(r["fixed"].values())
-        print(balance, seed, r["chosen"], round(r["adaptive"], 4), round(unimodal, 4), round(best, 4))
+        print(
+            balance, seed, r["chosen"], round(r["adaptive"], 4), round(unimodal, 4), round(best, 4)
+        )
         assert r["adaptive"] >= unimodal - 0.005, (balance, seed, r)
         assert r["adaptive"] >= best - 0.01, (balance, seed, r)
 
@@ -77,7 +76,10 @@ def test_adaptive_is_never_much_worse_than_the_best_fixed_model(results):
 def test_one_dominant_modality_gives_a_simple_model(results):
     for balance in (0.0, 1.0):
         simple = [results[balance, s]["kind"] in SIMPLE for s in ACCEPTANCE_SEEDS]
-        assert sum(simple) >= 2, (balance, [results[balance, s]["chosen"] for s in ACCEPTANCE_SEEDS])
+        assert sum(simple) >= 2, (
+            balance,
+            [results[balance, s]["chosen"] for s in ACCEPTANCE_SEEDS],
+        )
 
 
 @pytest.mark.slow

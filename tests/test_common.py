@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -13,7 +14,6 @@ from sksurv.metrics import (
     as_concordance_index_ipcw_scorer,
     as_integrated_brier_score_scorer,
 )
-from sklearn.compose import ColumnTransformer
 from sksurv.util import Surv
 
 from multimodal_surv import (

@@ -122,7 +122,10 @@ def _fit(estimator, X, y, groups):
 
 def _fit_and_score(estimator, X, y, groups, train, test, error_score):
     """Fit on ``train``, Harrell's C on ``test``; returns ``(score, fit seconds, error)``."""
-    part = (lambda a, idx: None if a is None else _safe_indexing(a, idx))
+
+    def part(a, idx):
+        return None if a is None else _safe_indexing(a, idx)
+
     start = time.perf_counter()
     try:
         _fit(estimator, part(X, train), y[train], part(groups, train))
@@ -419,7 +422,7 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
             splits = list(splitter.split(np.zeros(len(event)), event, ids))
         else:
             splits = list(check_cv(self.cv).split(X, event, groups))
-        for k, (train, test) in enumerate(splits):
+        for k, (_, test) in enumerate(splits):
             n_test_events = int(event[test].sum())
             if n_test_events < 2:
                 raise ValueError(
