@@ -112,6 +112,7 @@ def test_fit_predict_report_and_pipeline_with_groups(data):
     np.testing.assert_array_equal(restored.predict(X), pipe.predict(X))
 
 
+@pytest.mark.slow  # loky workers import torch: about a minute on 2 cores
 def test_parallel_folds_equal_serial(data):
     X, y = data
     serial = AdaptiveFusionSurvival(_small_candidates(X), cv=2, random_state=3).fit(X, y)
