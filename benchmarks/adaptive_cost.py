@@ -45,7 +45,11 @@ def main(argv=None):
     Xtr, ytr, Xte, yte = X[train], y[train], X[~train], y[~train]
     rows, single = [], {}
     for k in args.cv:
-        model = AdaptiveFusionSurvival(cv=k, max_epochs=args.max_epochs, random_state=0)
+        model = AdaptiveFusionSurvival(
+            cv=k,
+            candidate_params=None if args.max_epochs is None else {"max_epochs": args.max_epochs},
+            random_state=0,
+        )
         start = time.perf_counter()
         model.fit(Xtr, ytr)
         total = time.perf_counter() - start

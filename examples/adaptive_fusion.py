@@ -52,7 +52,11 @@ def main():
     X, y = make_embeddings(args.n, args.balance)
     n_train = int(0.7 * args.n)
     model = AdaptiveFusionSurvival(
-        cv=args.cv, max_epochs=args.epochs, n_jobs=args.n_jobs, random_state=0, verbose=1
+        cv=args.cv,
+        candidate_params=None if args.epochs is None else {"max_epochs": args.epochs},
+        n_jobs=args.n_jobs,
+        random_state=0,
+        verbose=1,
     )
     model.fit(X[:n_train], y[:n_train])
 

@@ -156,8 +156,19 @@ def _ehr_transformer(cls):
     return cls(events, pretrain_epochs=1, random_state=0, **params), cohort, None
 
 
+def _adaptive(cls):
+    from multimodal_surv import DeepSurvival, LateFusionSurvival
+
+    X, y = survival_data()
+    candidates = [("early", DeepSurvival(**_SMALL_NET)), ("late", LateFusionSurvival(**_SMALL_NET))]
+    # the unimodal references of the modality report get the same small budget
+    small = {"max_epochs": 1, "validation_fraction": None, "hidden_units": (4,)}
+    return cls(candidates, cv=2, candidate_params=small, random_state=0), X, y
+
+
 # class name -> callable(cls) -> (small estimator, X, y or None)
 TINY = {
+    "AdaptiveFusionSurvival": _adaptive,
     "DeepSurvival": _survival(**_SMALL_NET),
     "SurvivalNet": _survival_net,
     "LateFusionSurvival": _survival(**_SMALL_NET),

@@ -134,7 +134,9 @@ def test_failed_candidate_warns_and_is_not_chosen(data):
 def test_missing_report_references_are_cross_validated_but_not_chosen(data):
     X, y = data
     only = [("early", DeepSurvival(**QUICK))]
-    est = AdaptiveFusionSurvival(only, cv=2, max_epochs=5, random_state=0).fit(X, y)
+    est = AdaptiveFusionSurvival(
+        only, cv=2, candidate_params={"max_epochs": 5}, random_state=0
+    ).fit(X, y)
     table = est.cv_results_.set_index("candidate")
     assert table.loc[["ct_only", "ehr_only"], "eligible"].tolist() == [False, False]
     assert est.best_strategy_ == "early"
@@ -157,7 +159,7 @@ def test_bad_arguments(data, kwargs, error, match):
         event[:4] = True
         y = Surv.from_arrays(event, y[y.dtype.names[1]])
     with pytest.raises(error, match=match):
-        AdaptiveFusionSurvival(**{"max_epochs": 2, **kwargs}).fit(X, y)
+        AdaptiveFusionSurvival(**{"candidate_params": {"max_epochs": 2}, **kwargs}).fit(X, y)
 
 
 def test_groups_of_the_wrong_length(data):
@@ -179,7 +181,7 @@ def test_linear_cka_closed_forms():
 def test_report_on_a_noise_modality_with_missing_rows():
     """CT is pure noise and missing in 20 % of rows: it must carry no share."""
     X, y = make_two_modality(400, seed=12, ct_signal=0.0, ehr_signal=1.5, missing_ct=0.2)
-    report = modality_report(X, y, cv=3, max_epochs=40, random_state=0)
+    report = modality_report(X, y, cv=3, candidate_params={"max_epochs": 40}, random_state=0)
     assert isinstance(report, ModalityReport)
     assert report.missing["ct"] == pytest.approx(np.isnan(X["ct__x0"]).mean())
     assert report.missing["ehr"] == 0.0

@@ -94,7 +94,9 @@ def test_quick_subset_balance_index_and_simple_choice(tmp_path):
     shares = []
     for balance in BALANCES:
         X, y, train = cohort_embeddings(400, balance, ACCEPTANCE_SEEDS[0], cache_dir=tmp_path)
-        report = modality_report(X[train], y[train], cv=3, max_epochs=60, random_state=0)
+        report = modality_report(
+            X[train], y[train], cv=3, candidate_params={"max_epochs": 60}, random_state=0
+        )
         shares.append(report.balance["ct"])
         if balance != 0.5:
             assert report.recommended in {"ct_only", "ehr_only", "linear", "late"}

@@ -56,9 +56,9 @@ ESTIMATORS = {
         random_state=0,
     ),
 }
-# The learning rate each estimator is tuned by in the checks below (a meta-estimator
-# reaches its candidates' parameters through their names, like a Pipeline).
-LR = {"AdaptiveFusionSurvival": "early__lr"}
+# Prefix of the training parameters in the checks below: a meta-estimator reaches its
+# candidates' parameters through their names, like a Pipeline.
+PREFIX = {"AdaptiveFusionSurvival": "early__"}
 
 
 def _data(n=160, seed=0):
@@ -112,9 +112,9 @@ def test_clone_and_params(name):
     cloned = clone(est)
     assert type(cloned) is type(est)
     assert set(cloned.get_params(deep=False)) == set(params)
-    lr = LR.get(name, "lr")
-    est.set_params(**{lr: 0.05, "max_epochs": 3})
-    assert est.get_params()[lr] == 0.05 and est.max_epochs == 3
+    lr, max_epochs = (PREFIX.get(name, "") + p for p in ("lr", "max_epochs"))
+    est.set_params(**{lr: 0.05, max_epochs: 3})
+    assert est.get_params()[lr] == 0.05 and est.get_params()[max_epochs] == 3
     with pytest.raises(ValueError, match="Invalid parameter"):
         est.set_params(not_a_parameter=1)
 
@@ -177,7 +177,7 @@ def test_pipeline_and_cross_val_score(name, data):
 def test_grid_search_with_scikit_survival_scorers(name, data, scorer):
     X, y = data
     est = ESTIMATORS[name]()
-    lr = LR.get(name, "lr")
+    lr = PREFIX.get(name, "") + "lr"
     grid = {lr: [1e-3, 1e-2]}
     if scorer == "ipcw":
         est, grid = (

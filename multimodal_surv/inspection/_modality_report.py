@@ -234,8 +234,7 @@ def modality_report(
     groups=None,
     modalities=None,
     cv=5,
-    max_epochs=None,
-    device=None,
+    candidate_params=None,
     n_jobs=None,
     random_state=None,
     verbose=0,
@@ -260,9 +259,9 @@ def modality_report(
         Subject of each row (``None``: one subject per row).
     modalities : dict or None, default=None
     cv : int or cross-validation splitter, default=5
-    max_epochs : int or None, default=None
-        Set on every neural candidate; ``None`` keeps their defaults.
-    device : str or None, default=None
+    candidate_params : dict or None, default=None
+        Parameters set on every candidate that has them, e.g.
+        ``{"max_epochs": 50, "device": "cuda"}``.
     n_jobs : int or None, default=None
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
@@ -280,7 +279,8 @@ def modality_report(
     >>> X = pd.DataFrame(rng.normal(size=(200, 4)),
     ...                  columns=["ct__a", "ct__b", "ehr__a", "ehr__b"])
     >>> y = Surv.from_arrays(np.ones(200, bool), rng.exponential(np.exp(-X["ct__a"])))
-    >>> report = modality_report(X, y, cv=3, max_epochs=20, random_state=0)
+    >>> report = modality_report(X, y, cv=3, candidate_params={"max_epochs": 20},
+    ...                          random_state=0)
     >>> report.balance["ct"] > report.balance["ehr"]
     True
     """
@@ -289,8 +289,7 @@ def modality_report(
     search = AdaptiveFusionSurvival(
         modalities=modalities,
         cv=cv,
-        max_epochs=max_epochs,
-        device=device,
+        candidate_params=candidate_params,
         n_jobs=n_jobs,
         random_state=random_state,
         verbose=verbose,

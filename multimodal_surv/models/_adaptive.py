@@ -191,12 +191,11 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         Folds. An int gives :class:`~sklearn.model_selection.StratifiedGroupKFold`
         (shuffled, stratified by the event indicator, grouped by ``groups``).
         A splitter is called as ``cv.split(X, event, groups)``.
-    max_epochs : int or None, default=None
-        Set on every candidate with a ``max_epochs`` parameter, for the
-        cross-validation and the refit. ``None`` keeps each candidate's own.
-    device : str or None, default=None
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, set on every
-        candidate with a ``device`` parameter; ``None`` keeps each one's.
+    candidate_params : dict or None, default=None
+        Parameters set on every candidate (and every step of a candidate
+        pipeline) that has them, for the cross-validation and the refit, e.g.
+        ``{"max_epochs": 50, "device": "cuda"}``. Candidates without such a
+        parameter are left as they are.
     n_jobs : int or None, default=None
         Parallel fits (candidates x folds) through joblib; a Dask or Ray joblib
         backend distributes them over a cluster.
@@ -261,7 +260,8 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
     ...                  columns=["ct__a", "ct__b", "ehr__a", "ehr__b"])
     >>> t = rng.exponential(np.exp(-X["ehr__a"].to_numpy()))
     >>> y = Surv.from_arrays(np.ones(200, bool), t)
-    >>> model = AdaptiveFusionSurvival(cv=3, max_epochs=20, random_state=0).fit(X, y)
+    >>> model = AdaptiveFusionSurvival(cv=3, candidate_params={"max_epochs": 20},
+    ...                                random_state=0).fit(X, y)
     >>> model.best_strategy_ in model.cv_results_["candidate"].tolist()
     True
     """
@@ -270,8 +270,7 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         "candidates": [list, None],
         "modalities": [dict, None],
         "cv": [Interval(numbers.Integral, 2, None, closed="left"), "cv_object"],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left"), None],
-        "device": [str, None],
+        "candidate_params": [dict, None],
         "n_jobs": [numbers.Integral, None],
         "random_state": ["random_state"],
         "error_score": [StrOptions({"raise"}), numbers.Real],
@@ -284,8 +283,7 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         *,
         modalities=None,
         cv=5,
-        max_epochs=None,
-        device=None,
+        candidate_params=None,
         n_jobs=None,
         random_state=None,
         error_score=np.nan,
@@ -294,8 +292,7 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         self.candidates = candidates
         self.modalities = modalities
         self.cv = cv
-        self.max_epochs = max_epochs
-        self.device = device
+        self.candidate_params = candidate_params
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.error_score = error_score
@@ -408,9 +405,8 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
             est = clone(est)
             if self.random_state is not None:
                 _set_everywhere(est, "random_state", int(rng.randint(np.iinfo(np.int32).max)))
-            for param in ("max_epochs", "device"):
-                if getattr(self, param) is not None:
-                    _set_everywhere(est, param, getattr(self, param))
+            for param, value in (self.candidate_params or {}).items():
+                _set_everywhere(est, param, value)
             prepared.append((name, est, kind, level, eligible))
         split_seed = None if self.random_state is None else int(rng.randint(np.iinfo(np.int32).max))
         return prepared, split_seed
@@ -541,21 +537,20 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
 
     def predict(self, X):
         """Risk scores of the chosen model (higher means an earlier event)."""
-        return self.best_estimator_.predict(self._check_X(X))
+        X = self._check_X(X)
+        return self.best_estimator_.predict(X)
 
     @available_if(_chosen_has("predict_survival_function"))
     def predict_survival_function(self, X, return_array=False):
         """Survival functions of the chosen model (as in scikit-survival)."""
-        return self.best_estimator_.predict_survival_function(
-            self._check_X(X), return_array=return_array
-        )
+        X = self._check_X(X)
+        return self.best_estimator_.predict_survival_function(X, return_array=return_array)
 
     @available_if(_chosen_has("predict_cumulative_hazard_function"))
     def predict_cumulative_hazard_function(self, X, return_array=False):
         """Cumulative hazard functions of the chosen model (as in scikit-survival)."""
-        return self.best_estimator_.predict_cumulative_hazard_function(
-            self._check_X(X), return_array=return_array
-        )
+        X = self._check_X(X)
+        return self.best_estimator_.predict_cumulative_hazard_function(X, return_array=return_array)
 
     @property
     def unique_times_(self):
