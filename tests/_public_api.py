@@ -157,10 +157,14 @@ def _ehr_transformer(cls):
 
 
 def _adaptive(cls):
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
     from multimodal_surv import DeepSurvival, LateFusionSurvival
 
     X, y = survival_data()
-    candidates = [("early", DeepSurvival(**_SMALL_NET)), ("late", LateFusionSurvival(**_SMALL_NET))]
+    early = make_pipeline(SimpleImputer(keep_empty_features=True), DeepSurvival(**_SMALL_NET))
+    candidates = [("early", early), ("late", LateFusionSurvival(**_SMALL_NET))]
     # the unimodal references of the modality report get the same small budget
     small = {"max_epochs": 1, "validation_fraction": None, "hidden_units": (4,)}
     return cls(candidates, cv=2, candidate_params=small, random_state=0), X, y

@@ -138,6 +138,13 @@ def _fit_and_score(estimator, X, y, groups, train, test, error_score):
     return score, elapsed, None
 
 
+def _as_2d(X):
+    """A DataFrame as it is (the candidates read its column names), else a 2-D float array."""
+    if hasattr(X, "columns"):
+        return X
+    return check_array(X, ensure_all_finite="allow-nan", dtype=np.float64)
+
+
 def _chosen_has(name):
     """For ``available_if``: the method exists when the chosen model has it."""
 
@@ -353,9 +360,13 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         return X, groups, clone(prepared[self.best_index_][1])
 
     def _check_fit_data(self, X, y, groups):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None; "
+                "pass the outcome as sksurv.util.Surv.from_arrays(event, time)."
+            )
+        X = _as_2d(X)
         validate_data(self, X, skip_check_array=True, reset=True)
-        if not hasattr(X, "columns"):
-            X = check_array(X, ensure_all_finite="allow-nan", dtype=np.float64)
         event, _ = check_survival_target(y, n_samples=X.shape[0])
         if groups is not None:
             groups = np.asarray(groups)
@@ -532,6 +543,7 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
     # ------------------------------------------------------------------ prediction
     def _check_X(self, X):
         check_is_fitted(self)
+        X = _as_2d(X)
         validate_data(self, X, skip_check_array=True, reset=False)
         return X
 
