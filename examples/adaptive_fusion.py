@@ -7,7 +7,7 @@ cross-validation table of ``AdaptiveFusionSurvival``, then scores the chosen
 model on held-out patients.
 
 Run:        python examples/adaptive_fusion.py --balance 0.5
-Run small:  python examples/adaptive_fusion.py --quick   (= --n 300 --epochs 20 --cv 3)
+Run small:  python examples/adaptive_fusion.py --quick   (= --n 240 --epochs 5 --cv 2)
 """
 
 import argparse
@@ -43,10 +43,10 @@ def main():
     parser.add_argument("--epochs", type=int, default=None, help="cap on every candidate")
     parser.add_argument("--cv", type=int, default=5)
     parser.add_argument("--n-jobs", type=int, default=None)
-    parser.add_argument("--quick", action="store_true", help="--n 300 --epochs 20 --cv 3")
+    parser.add_argument("--quick", action="store_true", help="--n 240 --epochs 5 --cv 2")
     args = parser.parse_args()
     if args.quick:
-        args.n, args.epochs, args.cv = 300, 20, 3
+        args.n, args.epochs, args.cv = 240, 5, 2
     warnings.filterwarnings("ignore", ".*reached max_epochs")
 
     X, y = make_embeddings(args.n, args.balance)
