@@ -1,4 +1,5 @@
 """Let the data choose: unimodal, linear, early or a fusion model, with a modality report.
+=======================================================================================
 
 Two synthetic modalities ("ct" and "ehr" embeddings) share the log-hazard in a
 proportion set by ``--balance`` (share of its variance carried by the CT).
