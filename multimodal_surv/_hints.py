@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 
-__all__ = ["closest_match", "did_you_mean"]
+__all__ = ["closest_match", "did_you_mean", "preview"]
 
 
 def closest_match(name, candidates):
@@ -34,3 +34,16 @@ def did_you_mean(name, candidates) -> str:
     """
     close = closest_match(name, candidates)
     return f" Did you mean {close!r}?" if close else ""
+
+
+def preview(values, k=5):
+    """The first ``k`` values as a short list, with the total count.
+
+    Examples
+    --------
+    >>> preview(["a", "b", "c"], k=2)
+    "['a', 'b', ...] (3 in all)"
+    """
+    values = list(values)
+    head = ", ".join(repr(v) for v in values[:k])
+    return f"[{head}{', ...' if len(values) > k else ''}] ({len(values)} in all)"

@@ -26,11 +26,21 @@ N_TRAIN, N_TEST, SEEDS = 1000, 1000, (0, 1, 2)
 COMMON = {"max_epochs": 300, "patience": 40, "lr": 3e-3, "weight_decay": 1e-2}
 
 
-def make_two_modality(n, seed, ct_signal=1.0, ehr_signal=1.0, missing_ct=0.0, missing_ehr=0.0):
+def make_two_modality(
+    n,
+    seed,
+    ct_signal=1.0,
+    ehr_signal=1.0,
+    missing_ct=0.0,
+    missing_ehr=0.0,
+    ct_shape=(4, 8),
+    ehr_dim=16,
+):
     """CT: 4 tokens x 8 (signal in token 1); EHR: 16-d vector; additive log-hazard."""
     rng = np.random.default_rng(seed)
-    ct = rng.normal(size=(n, 4, 8))
-    ehr = rng.normal(size=(n, 16))
+    n_tok, dim = ct_shape
+    ct = rng.normal(size=(n, n_tok, dim))
+    ehr = rng.normal(size=(n, ehr_dim))
     a = ct[:, 1, :]
     f_ct = np.tanh(a[:, 0] + a[:, 1]) + 0.6 * a[:, 2] * a[:, 3]
     f_ehr = np.sin(1.5 * ehr[:, 0]) + 0.5 * (ehr[:, 1] ** 2 - 1) + 0.5 * ehr[:, 2]
@@ -39,8 +49,8 @@ def make_two_modality(n, seed, ct_signal=1.0, ehr_signal=1.0, missing_ct=0.0, mi
     risk = ct_signal * f_ct + ehr_signal * f_ehr
     time = rng.exponential(np.exp(-risk))
     censor = rng.exponential(3 * np.median(time), size=n)
-    columns = [f"ct__t{t}_{j}" for t in range(4) for j in range(8)]
-    columns += [f"ehr__x{j}" for j in range(16)]
+    columns = [f"ct__t{t}_{j}" for t in range(n_tok) for j in range(dim)]
+    columns += [f"ehr__x{j}" for j in range(ehr_dim)]
     X = pd.DataFrame(np.hstack([ct.reshape(n, -1), ehr]), columns=columns)
     for prefix, share in (("ct__", missing_ct), ("ehr__", missing_ehr)):
         if share:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import numbers
-import warnings
 
 import numpy as np
 import torch
@@ -17,47 +16,45 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping
+from skorch.callbacks import EarlyStopping
 from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
 from sksurv.base import SurvivalAnalysisMixin
 from sksurv.linear_model.coxph import BreslowEstimator
 
+from .._device import fork_rng, resolve_device
 from .._hints import closest_match
 from ..metrics import concordance_index
 from ..nn import CoxPartialLikelihoodLoss
+from ._callbacks import EpochProgressBar, ValidationConcordance
 from ._data import TensorBatchIterator, TensorDataset
+from ._split import check_groups, validation_split
 from ._target import check_survival_target
+from ._training import check_converged, check_risk_spread, refit_all_rows
 
 __all__ = ["SurvivalNet"]
 
 
-class ValidationConcordance(Callback):
-    """Record Harrell's C on the internal validation split after each epoch.
+def _stored_privately(name):
+    """A property keeping skorch's attribute ``name`` under ``"_" + name``.
 
-    It reuses the risks computed for the validation loss, so scoring costs no
-    extra forward pass. The value is stored in the history as ``valid_cindex``.
+    skorch's ``__init__`` sets ``history_``, ``initialized_`` and
+    ``virtual_params_``; kept under private names, an unfitted estimator holds
+    only its parameters, as scikit-learn's estimator checks expect. Reads
+    before the first assignment raise AttributeError, as skorch relies on.
     """
+    key = "_" + name
 
-    def on_epoch_begin(self, net, **kwargs):
-        self._risks, self._targets = [], []
+    def get(self):
+        try:
+            return self.__dict__[key]
+        except KeyError:
+            raise AttributeError(name) from None
 
-    def on_batch_end(self, net, batch=None, training=False, **kwargs):
-        if training:
-            return
-        self._risks.append(net.risk_from_output(kwargs["y_pred"]).detach().cpu())
-        self._targets.append(batch[1].cpu())
+    def set_(self, value):
+        self.__dict__[key] = value
 
-    def on_epoch_end(self, net, dataset_valid=None, **kwargs):
-        if not self._risks:
-            return
-        risk = torch.cat(self._risks).double().numpy()
-        target = torch.cat(self._targets).double().numpy()
-        event = target[:, 1] > 0.5
-        if not np.isfinite(risk).all() or not event.any():
-            score = np.nan
-        else:
-            score = concordance_index(event, target[:, 0], risk)
-        net.history.record("valid_cindex", score)
+    return property(get, set_)
 
 
 class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
@@ -73,9 +70,18 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
     Training is skorch's: every skorch parameter (``module__*``,
     ``optimizer__*``, ``callbacks``...) works. Batches are slices of one
     tensor rather than collated samples (several times faster on small
-    networks). By default 15 % of the training rows (stratified by event) are
-    held out to stop early on their concordance index; the best epoch's
-    weights are kept.
+    networks). By default 15 % of the training rows (stratified by event;
+    whole subjects with ``fit(X, y, groups=...)``) are held out to stop early
+    on their concordance index; the best epoch's weights are kept.
+
+    The network is trained on the rank of each time, not on the time itself:
+    the Cox loss and the C-index depend only on the order of the times, which
+    ranks keep exact at any magnitude (float32 times would tie 16777216 and
+    16777217). The Breslow baseline uses the original float64 times. A last
+    training batch smaller than a quarter of ``batch_size`` is merged into
+    the previous one (a Cox risk set of a few rows, or BatchNorm over one
+    row, would not be valid). A model whose training risks come out (nearly)
+    constant warns with a :class:`~sklearn.exceptions.ConvergenceWarning`.
 
     Parameters
     ----------
@@ -105,10 +111,16 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         ``None`` disables early stopping while still recording the score.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and the validation
-        split. Fits with the same integer are identical.
+        split. Fits with the same integer are bit-identical (on one device and
+        torch version); ``None`` draws a fresh seed from torch's global
+        generator at each fit, so two fits differ. The caller's random state
+        (CPU and the GPU in use) is left as it was, apart from that one draw.
     verbose : int, default=0
-        1 prints skorch's per-epoch table.
-    device : str, default="cpu"
+        0 is silent; 1 shows a progress bar over the epochs; 2 also prints
+        skorch's per-epoch table.
+    device : {"cpu", "cuda", "cuda:N", "auto"}, default="cpu"
+        Where the network trains and predicts; ``"auto"`` is CUDA when
+        available, else the CPU. The device used is ``device_``.
     **kwargs
         Any other :class:`skorch.NeuralNet` argument.
 
@@ -129,6 +141,9 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         Defined when ``X`` had string column names.
     history_ : skorch.History
         Per-epoch losses and ``valid_cindex``.
+    device_ : str
+        The device the network was trained on (``device`` with ``"auto"``
+        resolved).
 
     See Also
     --------
@@ -151,6 +166,10 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
     # Fusion estimators accept NaN (a missing modality); the base does not.
     _allow_nan = False
 
+    history_ = _stored_privately("history_")
+    initialized_ = _stored_privately("initialized_")
+    virtual_params_ = _stored_privately("virtual_params_")
+
     def __init__(
         self,
         module,
@@ -172,7 +191,6 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         device="cpu",
         **kwargs,
     ):
-        kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(
             module,
             criterion,
@@ -195,7 +213,14 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
 
     # ------------------------------------------------------------------ skorch hooks
     def get_default_callbacks(self):
-        callbacks = list(super().get_default_callbacks())
+        # verbose: 0 silent, 1 a progress bar over the epochs, 2 adds skorch's table.
+        callbacks = [
+            (name, cb)
+            for name, cb in super().get_default_callbacks()
+            if name != "print_log" or self.verbose >= 2
+        ]
+        if self.verbose >= 1:
+            callbacks.append(("progress_bar", EpochProgressBar()))
         if self.validation_fraction is not None or self.train_split is not None:
             callbacks.append(("valid_cindex", ValidationConcordance()))
             if self.patience is not None:
@@ -233,13 +258,19 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         return TensorDataset(X, y)
 
     def get_iterator(self, dataset, training=False):
+        batch = len(dataset) if self.batch_size == -1 else self.batch_size
         if training:
-            return super().get_iterator(dataset, training=True)
+            kwargs = self.get_params_for("iterator_train")
+            kwargs.setdefault("shuffle", True)
+            kwargs.setdefault("batch_size", batch)
+            # A last batch of a few rows would hold a nearly empty Cox risk set
+            # (and break BatchNorm with one row): merged into the previous one.
+            kwargs.setdefault("merge_last_below", max(2, kwargs["batch_size"] // 4))
+            return self.iterator_train(dataset, **kwargs)
         # Validation and prediction: big slices; the validation loss then
         # covers (nearly) the whole validation risk set.
         kwargs = self.get_params_for("iterator_valid")
-        batch = len(dataset) if self.batch_size == -1 else max(self.batch_size, 8192)
-        kwargs.setdefault("batch_size", batch)
+        kwargs.setdefault("batch_size", max(batch, 8192))
         return self.iterator_valid(dataset, **kwargs)
 
     def get_split_datasets(self, X, y=None, **fit_params):
@@ -248,16 +279,14 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         dataset = self.get_dataset(X, y)
         if self.validation_fraction is None:
             return dataset, None
+        train_idx, valid_idx = self._validation_indices(dataset)
+        return dataset.subset(train_idx), dataset.subset(valid_idx)
+
+    def _validation_indices(self, dataset):
+        """Training and validation row indices (see :func:`validation_split`), checked."""
         event = dataset.y[:, 1] > 0.5
-        valid = []
-        for stratum in (event, ~event):
-            idx = torch.nonzero(stratum).squeeze(1)
-            idx = idx[torch.randperm(len(idx))]
-            valid.append(idx[: int(round(self.validation_fraction * len(idx)))])
-        valid_idx = torch.sort(torch.cat(valid)).values
-        mask = torch.ones(len(dataset), dtype=torch.bool)
-        mask[valid_idx] = False
-        train_idx = torch.nonzero(mask).squeeze(1)
+        groups = getattr(self, "_fit_groups", None)
+        train_idx, valid_idx = validation_split(event, self.validation_fraction, groups)
         n_valid_events = int(event[valid_idx].sum())
         if n_valid_events < 2 or int(event[train_idx].sum()) < 2:
             raise ValueError(
@@ -266,7 +295,7 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
                 "training split; at least 2 are needed in each. Pass more data, a larger "
                 "validation_fraction, or validation_fraction=None to disable early stopping."
             )
-        return dataset.subset(train_idx), dataset.subset(valid_idx)
+        return train_idx, valid_idx
 
     def train_step_single(self, batch, **fit_params):
         # As skorch's, but the train mode is set only when it changes: walking
@@ -275,7 +304,7 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             self._set_training(True)
         Xi, yi = unpack_data(batch)
         y_pred = self.infer(Xi, **fit_params)
-        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        loss = self.get_loss(y_pred, to_tensor(yi, device=self.device), X=Xi, training=True)
         loss.backward()
         step = {"loss": loss, "y_pred": y_pred}
         if not torch.isfinite(loss):
@@ -287,12 +316,27 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             )
         return step
 
+    def validation_step(self, batch, **fit_params):
+        # As skorch's, but the target is moved to the module's device (get_loss
+        # of these networks does not go through skorch's conversion).
+        self._set_training(False)
+        Xi, yi = unpack_data(batch)
+        with torch.no_grad():
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, to_tensor(yi, device=self.device), X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
+
     def risk_from_output(self, output):
         """The risk tensor inside a module output (first element of a tuple)."""
         return output[0] if isinstance(output, tuple | list) else output
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         return self.criterion_(self.risk_from_output(y_pred), y_true)
+
+    def _get_param_names(self):
+        # skorch lists every attribute not ending in "_", which takes in its
+        # private bookkeeping (_params_to_validate); parameters never start with "_".
+        return [k for k in super()._get_param_names() if not k.startswith("_")]
 
     def _validate_params(self):
         # skorch checks unexpected constructor arguments here; add a
@@ -335,14 +379,26 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         )
 
     def _seed(self):
+        """The seed of this fit: ``random_state``, or a fresh draw when it is None.
+
+        The draw comes from torch's global generator, before the fit forks
+        it, so successive fits with ``random_state=None`` differ (and follow
+        ``torch.manual_seed`` set by the caller).
+        """
         if self.random_state is None:
-            return None
+            return int(torch.randint(0, np.iinfo(np.int32).max, (1,)).item())
         if isinstance(self.random_state, numbers.Integral):
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _prepare_fit(self, X, y):
-        """Validate parameters, X and y; return float32 X and (time, event) target."""
+        """Validate parameters, X and y; return X, event, time and the training target.
+
+        The target holds the dense rank of each time (not the time itself) and
+        the event indicator, in float32: the Cox loss and the C-index depend on
+        the order of the times only, and ranks keep that order exact where
+        float32 times would tie (e.g. 16777216 and 16777217 seconds).
+        """
         validate_parameter_constraints(
             self._parameter_constraints,
             {k: getattr(self, k) for k in self._parameter_constraints},
@@ -350,10 +406,32 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         )
         X = self._validate_X(X, reset=True)
         event, time = check_survival_target(y, n_samples=X.shape[0])
-        target = np.column_stack([time, event]).astype(np.float32)
+        rank = np.unique(time, return_inverse=True)[1].reshape(-1)
+        target = np.column_stack([rank, event]).astype(np.float32)
         return X, event, time, target
 
-    def fit(self, X, y, **fit_params):
+    @contextlib.contextmanager
+    def _on_device(self):
+        """Run with ``self.device`` resolved (``"auto"`` -> ``device_``), as skorch needs."""
+        requested = self.device
+        self.device = getattr(self, "device_", None) or str(resolve_device(requested))
+        try:
+            yield
+        finally:
+            self.device = requested
+
+    def _train(self, X, target, **fit_params):
+        """skorch's ``fit`` (initialise unless warm-starting, then train)."""
+        if not self.warm_start or not self.initialized_:
+            self.initialize()
+        self.notify("on_train_begin", X=X, y=target)
+        try:
+            self.fit_loop(X, target, **fit_params)
+        except KeyboardInterrupt:
+            pass  # skorch's way for a callback to end training
+        self.notify("on_train_end", X=X, y=target)
+
+    def fit(self, X, y, groups=None, **fit_params):
         """Train the network and fit the Breslow baseline hazard.
 
         Parameters
@@ -362,6 +440,11 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         y : structured array, shape (n_samples,)
             Event indicator (bool) as first field, time as second, e.g. from
             :func:`sksurv.util.Surv.from_arrays`.
+        groups : array-like of shape (n_samples,), optional
+            Subject id of each row. The internal validation split then holds
+            out whole subjects, so a subject with several rows (several
+            scans) never has rows on both sides. In a ``GridSearchCV`` pass it
+            through metadata routing (``set_fit_request(groups=True)``).
         **fit_params
             Passed to the module's ``forward``.
 
@@ -370,19 +453,27 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         self
         """
         X, event, time, target = self._prepare_fit(X, y)
-        devices = [] if str(self.device).startswith("cpu") else None
-        with torch.random.fork_rng(devices=devices):
-            seed = self._seed()
-            if seed is not None:
+        self._fit_groups = check_groups(groups, len(X))
+        seed = self._seed()  # drawn before the fork, so that None differs at each fit
+        self.device_ = str(resolve_device(self.device))
+        try:
+            with self._on_device(), fork_rng(self.device_):
                 torch.manual_seed(seed)
-            super().fit(X, target, **fit_params)
-            self._check_converged()
-            if getattr(self, "refit", False):
-                if seed is not None:
+                self._train(X, target, **fit_params)
+                check_converged(self)
+                if getattr(self, "refit", False):
                     torch.manual_seed(seed)
-                self._refit_all_rows(X, target, **fit_params)
-        self._after_training(X, event, time)
-        risk = self._predict_risk(X)
+                    refit_all_rows(self, X, target, **fit_params)
+                self._after_training(X, event, time)
+                risk = self._predict_risk(X)
+        finally:
+            for name in ("_fit_groups", "_stacking_data", "_stacking_fallback"):
+                self.__dict__.pop(name, None)
+        self._fit_baseline(risk, event, time)
+        check_risk_spread(self, risk)
+        return self
+
+    def _fit_baseline(self, risk, event, time):
         # The baseline is fitted on centred risks so that exp() cannot overflow
         # for models whose risks sit far from 0; predictions are shifted alike.
         finite = np.isfinite(risk).all()
@@ -396,63 +487,42 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
                 "weight_decay."
             )
         self.baseline_model_ = BreslowEstimator().fit(risk - self.risk_offset_, event, time)
-        return self
 
-    def _refit_all_rows(self, X, target, **fit_params):
-        """Train again, from scratch, on every row for the epochs early stopping chose.
+    @property
+    def partial_fit(self):
+        raise AttributeError(
+            f"{type(self).__name__} has no partial_fit: the Cox loss and the baseline "
+            "hazard need every training row at once. Call fit(X, y) on all the rows; to "
+            "continue from the current weights, set warm_start=True before fit."
+        )
 
-        Used by estimators with a ``refit`` parameter. The first fit held out
-        ``validation_fraction`` of the rows to choose the number of epochs (the
-        best validation C-index); this one trains a fresh network on all rows
-        for that many epochs, without a validation split. The first fit's
-        history is kept as ``selection_history_``. Without early stopping
-        (``validation_fraction=None``, ``patience=None`` or a custom
-        ``train_split``), or without a finite validation score, nothing is
-        refitted.
-        """
-        if (
-            self.validation_fraction is None
-            or self.patience is None
-            or self.train_split is not None
-        ):
-            return
-        scores = np.asarray(self.history_[:, "valid_cindex"], dtype=float)
-        if not np.isfinite(scores).any():
-            return
-        n_epochs = int(np.nanargmax(scores)) + 1
-        # a copy: skorch clears the history object in place when it re-initialises
-        self.selection_history_ = copy.deepcopy(self.history_)
-        saved = self.validation_fraction, self.max_epochs
-        self.validation_fraction, self.max_epochs = None, n_epochs
-        try:
-            super().fit(X, target, **fit_params)
-        finally:
-            self.validation_fraction, self.max_epochs = saved
+    @property
+    def predict_proba(self):
+        raise AttributeError(
+            f"{type(self).__name__} has no predict_proba: a survival model predicts risks "
+            "and curves, not class probabilities. Use predict(X) for the risk score, "
+            "predict_survival_function(X) for S(t) (its values at a time are the "
+            "probabilities of surviving past it), or predict_cumulative_hazard_function(X)."
+        )
+
+    def __setstate__(self, state):
+        # skorch maps the stored tensors to state["device"]; "auto" means the
+        # device available now.
+        if state.get("device") == "auto":
+            state["device"] = str(resolve_device("auto"))
+            super().__setstate__(state)
+            self.device_, self.device = self.device, "auto"
+        else:
+            super().__setstate__(state)
 
     def _after_training(self, X, event, time):
         """Hook between network training and the baseline hazard fit (no-op here)."""
-
-    def _check_converged(self):
-        """Warn when early stopping was on but training ran out of epochs while improving."""
-        early_stopping = self.patience is not None and (
-            self.validation_fraction is not None or self.train_split is not None
-        )
-        if not early_stopping or len(self.history_) < self.max_epochs:
-            return
-        scores = np.asarray(self.history_[:, "valid_cindex"], dtype=float)
-        if np.isfinite(scores).any() and np.nanargmax(scores) >= len(scores) - 3:
-            warnings.warn(
-                f"{type(self).__name__} reached max_epochs={self.max_epochs} while the "
-                "validation C-index was still improving; raise max_epochs or lr.",
-                UserWarning,
-                stacklevel=3,
-            )
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "baseline_model_")
 
     def _predict_risk(self, X):
-        with torch.no_grad():
+        with torch.no_grad(), self._on_device():
             out = self.forward(X, training=False)
         return self.risk_from_output(out).double().numpy().reshape(-1)
 

@@ -10,7 +10,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..nn import ContrastiveFusionNet, info_nce
 from ._fusion_base import FusionSurvivalNet
-from ._stacking import fit_risk_combination
 
 __all__ = ["ContrastiveFusionSurvival"]
 
@@ -230,6 +229,9 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
             loss = loss + self.alpha * info_nce(z_a[both], z_b[both], logit_scale)
         return loss
 
+    def _stacks(self):
+        return self.unimodal_weight > 0
+
     def _fit_combination(self, data):
         """Stack the fused and the modality risks on held-out rows."""
         if self.unimodal_weight == 0:
@@ -242,9 +244,7 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         # The fused risk of a row without either modality is not trained (its
         # stratum's risks are all equal): a fitted constant replaces it.
         missing = torch.cat([missing.all(dim=1, keepdim=True), missing], dim=1)
-        weights, fills = fit_risk_combination(
-            parts, missing, data.y[:, 0], data.y[:, 1], ties=self.ties
-        )
+        weights, fills = self._combine(parts, missing, data)
         with torch.no_grad():
             module.combination.copy_(weights.to(module.combination))
             module.missing_risk.copy_(fills[1:].to(module.missing_risk))

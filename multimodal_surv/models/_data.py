@@ -7,8 +7,6 @@ embeddings. Here a batch is one fancy-indexing slice of a pre-built tensor.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 __all__ = ["TensorBatchIterator", "TensorDataset"]
@@ -52,6 +50,11 @@ class TensorBatchIterator:
         Draw a new permutation (from torch's global generator, so it follows
         the estimator's ``random_state``) at every pass.
     drop_last : bool, default=False
+    merge_last_below : int, default=0
+        A last batch with fewer rows than this is merged into the previous
+        one (which then has up to ``batch_size + merge_last_below - 1``
+        rows), so that no batch holds a nearly empty Cox risk set or a
+        single row for BatchNorm. 0 never merges.
 
     Examples
     --------
@@ -59,6 +62,8 @@ class TensorBatchIterator:
     >>> data = TensorDataset(torch.arange(10.0).reshape(5, 2))
     >>> [tuple(xb.shape) for xb, _ in TensorBatchIterator(data, batch_size=2)]
     [(2, 2), (2, 2), (1, 2)]
+    >>> [tuple(xb.shape) for xb, _ in TensorBatchIterator(data, 2, merge_last_below=2)]
+    [(2, 2), (3, 2)]
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class TensorBatchIterator:
         batch_size: int | None = None,
         shuffle: bool = False,
         drop_last: bool = False,
+        merge_last_below: int = 0,
     ) -> None:
         if not isinstance(dataset, TensorDataset):
             raise TypeError(
@@ -76,23 +82,29 @@ class TensorBatchIterator:
         self.batch_size = len(dataset) if batch_size in (None, -1) else int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.merge_last_below = merge_last_below
+
+    def _bounds(self):
+        """``(start, stop)`` of each batch."""
+        n = len(self.dataset)
+        size = max(self.batch_size, 1)
+        starts = list(range(0, n, size))
+        if self.drop_last and starts and starts[-1] + size > n:
+            starts.pop()
+        bounds = [(start, min(start + size, n)) for start in starts]
+        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < self.merge_last_below:
+            bounds[-2:] = [(bounds[-2][0], bounds[-1][1])]
+        return bounds
 
     def __len__(self) -> int:
-        n = len(self.dataset)
-        size = max(self.batch_size, 1)
-        return n // size if self.drop_last else math.ceil(n / size)
+        return len(self._bounds())
 
     def __iter__(self):
-        n = len(self.dataset)
         X, y = self.dataset.X, self.dataset.y
-        size = max(self.batch_size, 1)
         # Shuffled batches are gathered one at a time: a whole shuffled copy of X
         # per pass would double the memory of large training sets.
-        order = torch.randperm(n) if self.shuffle else None
-        for start in range(0, n, size):
-            stop = start + size
-            if self.drop_last and stop > n:
-                return
+        order = torch.randperm(len(self.dataset)) if self.shuffle else None
+        for start, stop in self._bounds():
             if order is None:
                 yield X[start:stop], (None if y is None else y[start:stop])
             else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import re
+import warnings
 
 import numpy as np
 import torch
@@ -17,24 +18,15 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from skorch.utils import to_tensor
 
-from .._hints import closest_match
+from .._hints import did_you_mean, preview
 from ..nn import cox_partial_likelihood
 from ._base import SurvivalNet
+from ._split import halve_rows
+from ._stacking import MIN_STACKING_EVENTS, equal_combination, fit_risk_combination
 
 __all__ = ["FusionSurvivalNet"]
 
 _TOKEN_NAME = re.compile(r"^t(\d+)_(\d+)$")
-
-
-def _did_you_mean(value, options):
-    close = closest_match(value, options)
-    return f" Did you mean {close!r}?" if close else ""
-
-
-def _preview(values, k=5):
-    values = list(values)
-    head = ", ".join(repr(v) for v in values[:k])
-    return f"[{head}{', ...' if len(values) > k else ''}] ({len(values)} in all)"
 
 
 class FusionSurvivalNet(SurvivalNet):
@@ -55,6 +47,8 @@ class FusionSurvivalNet(SurvivalNet):
     """
 
     _allow_nan = True
+    # Whether modality_dropout trains what the network does for a missing modality.
+    _dropout_trains_missing_path = True
     # Subclasses that feed tokens to attention set this (and expose n_tokens).
     _uses_tokens = False
     # Name of the parameter that selects the first modality ("query"/"guide"), if any.
@@ -104,7 +98,7 @@ class FusionSurvivalNet(SurvivalNet):
                 groups.setdefault(prefix, []).append(i)
             if unprefixed:
                 raise ValueError(
-                    f"{name}: columns {_preview(unprefixed)} have no '<modality>__' prefix. "
+                    f"{name}: columns {preview(unprefixed)} have no '<modality>__' prefix. "
                     "Name every column '<modality>__<feature>' (ColumnTransformer does this) "
                     "or pass modalities={...} explicitly."
                 )
@@ -125,7 +119,7 @@ class FusionSurvivalNet(SurvivalNet):
             if first not in groups:
                 raise ValueError(
                     f"{self._first_modality_param}={first!r} is not one of the modalities "
-                    f"{names}.{_did_you_mean(first, names)}"
+                    f"{names}.{did_you_mean(first, names)}"
                 )
             names = [first] + [n for n in names if n != first]
 
@@ -135,7 +129,7 @@ class FusionSurvivalNet(SurvivalNet):
         if unknown:
             raise ValueError(
                 f"n_tokens names unknown modalities {unknown}; the modalities are {names}."
-                f"{_did_you_mean(unknown[0], names)}"
+                f"{did_you_mean(unknown[0], names)}"
             )
         for mod in names:
             idx = np.asarray(groups[mod], dtype=np.intp)
@@ -179,7 +173,7 @@ class FusionSurvivalNet(SurvivalNet):
                     if c not in lookup:
                         raise ValueError(
                             f"modalities[{mod!r}] names unknown column {c!r}."
-                            f"{_did_you_mean(c, lookup)} X has columns {_preview(lookup)}."
+                            f"{did_you_mean(c, lookup)} X has columns {preview(lookup)}."
                         )
                     i = lookup[c]
                 else:
@@ -199,7 +193,7 @@ class FusionSurvivalNet(SurvivalNet):
         if left:
             labels = [feature_names[i] for i in left] if feature_names is not None else left
             raise ValueError(
-                f"{name}: columns {_preview(labels)} belong to no modality. Drop them from X or "
+                f"{name}: columns {preview(labels)} belong to no modality. Drop them from X or "
                 "add them to one of the modalities."
             )
         return groups
@@ -254,6 +248,7 @@ class FusionSurvivalNet(SurvivalNet):
         return idx, None
 
     def _check_missing_pattern(self, X, *, fitting):
+        unseen = {}
         for mod in self.modality_names_:
             block = np.isnan(X[:, self.modality_columns_[mod]])
             all_nan = block.all(axis=1)
@@ -277,14 +272,61 @@ class FusionSurvivalNet(SurvivalNet):
                 if not hasattr(self, "n_missing_") or mod == self.modality_names_[0]:
                     self.n_missing_ = {}
                 self.n_missing_[mod] = int(all_nan.sum())
+            elif all_nan.any() and self.n_missing_.get(mod, 1) == 0:
+                unseen[mod] = int(all_nan.sum())
+        if unseen and not (self.modality_dropout and self._dropout_trains_missing_path):
+            self._warn_unseen_missing(unseen, len(X))
+
+    def _warn_unseen_missing(self, unseen, n_rows):
+        mods = ", ".join(f"{mod!r} in {n} of {n_rows} rows" for mod, n in unseen.items())
+        remedy = (
+            "modality_dropout > 0 (e.g. 0.2), or with " if self._dropout_trains_missing_path else ""
+        )
+        warnings.warn(
+            f"{type(self).__name__}: a modality is missing ({mods}) that no training row "
+            "missed; what the model does without it was never fitted to such rows, and "
+            f"these rows' risks are unreliable. Refit with {remedy}training rows that miss "
+            "that modality.",
+            UserWarning,
+            stacklevel=5,
+        )
 
     # ------------------------------------------------------------------ training
     def get_split_datasets(self, X, y=None, **fit_params):
-        train, valid = super().get_split_datasets(X, y, **fit_params)
-        # Kept for the stacking step after training (validation rows, or the
-        # training rows when there is no validation split).
-        self._stacking_data = valid if valid is not None else train
-        return train, valid
+        if not self._stacks() or self.train_split is not None or self.validation_fraction is None:
+            train, valid = super().get_split_datasets(X, y, **fit_params)
+            # Kept for the stacking step after training (the training rows
+            # when there is no validation split).
+            self._stacking_data = valid if valid is not None else train
+            return train, valid
+        dataset = self.get_dataset(X, y)
+        train_idx, valid_idx = self._validation_indices(dataset)
+        event = dataset.y[valid_idx, 1] > 0.5
+        n_events = int(event.sum())
+        if self._stacking_rows == "same":
+            select_idx = stack_idx = valid_idx
+        elif n_events < 2 * MIN_STACKING_EVENTS:
+            # Too few events to give the weights rows of their own: the whole
+            # validation split chooses the epochs, and the weights are equal.
+            select_idx = stack_idx = valid_idx
+            self._stacking_fallback = n_events
+        else:
+            # Each head's best epoch is chosen on one half of the validation
+            # rows and the stacking weights are fitted on the other half: on
+            # the same rows the weights would reward the heads whose epoch
+            # was picked on those rows' noise.
+            groups = getattr(self, "_fit_groups", None)
+            first, second = halve_rows(event, None if groups is None else groups[valid_idx])
+            select_idx, stack_idx = valid_idx[first], valid_idx[second]
+        self._stacking_data = dataset.subset(stack_idx)
+        return dataset.subset(train_idx), dataset.subset(select_idx)
+
+    def _stacks(self):
+        """Whether this model fits stacking weights after training (no by default)."""
+        return False
+
+    # "separate": stacking on half of the validation rows; "same": on all of them.
+    _stacking_rows = "separate"
 
     def _modality_cox_loss(self, risks, missing, y_true):
         """Sum of one Cox loss per column of ``risks``, each on the rows where it is present.
@@ -336,6 +378,29 @@ class FusionSurvivalNet(SurvivalNet):
         data = self.__dict__.pop("_stacking_data", None)  # never kept on the fitted model
         if data is not None:
             self._fit_combination(data)
+
+    def _combine(self, risks, missing, data):
+        """Stacking weights and fills for the ``risks`` of the stacking rows ``data``.
+
+        Fitted by :func:`fit_risk_combination`, unless the validation split
+        holds fewer than ``2 * MIN_STACKING_EVENTS`` events (or the stacking
+        rows fewer than ``MIN_STACKING_EVENTS``): then equal weights and each
+        risk's mean as its fill, with a warning.
+        """
+        n_events = self.__dict__.pop("_stacking_fallback", None)
+        if n_events is None and int(data.y[:, 1].sum()) >= MIN_STACKING_EVENTS:
+            return fit_risk_combination(risks, missing, data.y[:, 0], data.y[:, 1], ties=self.ties)
+        n_events = int(data.y[:, 1].sum()) if n_events is None else n_events
+        warnings.warn(
+            f"{type(self).__name__}: the validation split holds {n_events} events, too few "
+            f"to fit the combination weights on rows of their own (at least "
+            f"{2 * MIN_STACKING_EVENTS} needed); every risk gets weight 1 instead. With "
+            "more rows, or a larger validation_fraction (now "
+            f"{self.validation_fraction}), the weights are fitted.",
+            UserWarning,
+            stacklevel=5,
+        )
+        return equal_combination(risks, missing)
 
     def _fit_combination(self, data):
         """Fit how risk scores are combined, on held-out rows (no-op here).
@@ -409,6 +474,6 @@ class FusionSurvivalNet(SurvivalNet):
         """Validated ``X`` -> the module's output tuple as numpy arrays."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        with torch.no_grad():
+        with torch.no_grad(), self._on_device():
             out = self.forward(X, training=False)
         return [o.double().numpy() for o in out]

@@ -14,7 +14,6 @@ from skorch.callbacks import Callback
 from ..metrics import concordance_index
 from ..nn import LateFusionNet
 from ._fusion_base import FusionSurvivalNet
-from ._stacking import fit_risk_combination
 
 __all__ = ["LateFusionSurvival"]
 
@@ -157,6 +156,9 @@ class LateFusionSurvival(FusionSurvivalNet):
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
     }
     _module_params = ("hidden_units", "activation", "dropout")
+    # Each head sees only its own modality: hiding one trains nothing about a
+    # missing modality (its risk is the stacking fill).
+    _dropout_trains_missing_path = False
 
     def __init__(
         self,
@@ -218,15 +220,16 @@ class LateFusionSurvival(FusionSurvivalNet):
         # One Cox loss per head, each on the rows with its modality.
         return self._modality_cox_loss(per_modality, missing, y_true)
 
+    def _stacks(self):
+        return True
+
     def _fit_combination(self, data):
         """Fit the combination weights and missing-modality risks on held-out rows."""
         module = self.module_
         module.eval()
         with torch.no_grad():
             _, per_modality, _, missing = module(data.X.to(self.device))
-        weights, fills = fit_risk_combination(
-            per_modality.cpu(), missing.cpu(), data.y[:, 0], data.y[:, 1], ties=self.ties
-        )
+        weights, fills = self._combine(per_modality.cpu(), missing.cpu(), data)
         with torch.no_grad():
             module.weights.copy_(weights.to(module.weights))
             module.missing_risk.copy_(fills.to(module.missing_risk))

@@ -6,7 +6,10 @@ import torch
 
 from ..nn import cox_partial_likelihood
 
-__all__ = ["fit_risk_combination"]
+__all__ = ["MIN_STACKING_EVENTS", "equal_combination", "fit_risk_combination"]
+
+# Fewer events than this in the stacking rows: equal weights instead of fitted ones.
+MIN_STACKING_EVENTS = 10
 
 
 def fit_risk_combination(risks, missing, time, event, *, ties="efron", ridge=1e-2):
@@ -70,3 +73,23 @@ def fit_risk_combination(risks, missing, time, event, *, ties="efron", ridge=1e-
 
     optimizer.step(closure)
     return weights.detach().clamp_min(0), fills.detach()
+
+
+def equal_combination(risks, missing):
+    """Weight 1 for every score, and each score's mean where it is missing.
+
+    The fallback of :func:`fit_risk_combination` when the held-out rows are
+    too few to fit weights.
+
+    Examples
+    --------
+    >>> import torch
+    >>> weights, fills = equal_combination(
+    ...     torch.tensor([[1.0, 2.0], [3.0, 0.0]]), torch.tensor([[False, False], [False, True]]))
+    >>> weights.tolist(), fills.tolist()
+    ([1.0, 1.0], [2.0, 2.0])
+    """
+    risks = risks.detach().double()
+    observed = ~missing
+    fills = torch.where(observed, risks, 0.0).sum(0) / observed.sum(0).clamp_min(1)
+    return torch.ones(risks.shape[1], dtype=torch.float64), fills
