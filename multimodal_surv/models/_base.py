@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 
 import numpy as np
@@ -17,47 +16,23 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping
-from skorch.dataset import unpack_data
-from skorch.utils import to_tensor
 from sksurv.base import SurvivalAnalysisMixin
 from sksurv.linear_model.coxph import BreslowEstimator
 
 from .._device import fork_rng, resolve_device
-from .._hints import closest_match
 from ..metrics import concordance_index
 from ..nn import CoxPartialLikelihoodLoss
 from ._callbacks import EpochProgressBar, ValidationConcordance
+from ._compat import SkorchAdapter
 from ._data import TensorBatchIterator, TensorDataset
 from ._split import check_groups, validation_split
 from ._target import check_survival_target
-from ._training import check_converged, check_risk_spread, refit_all_rows
+from ._training import check_converged, check_risk_spread, refit_all_rows, small_cohort_rule
 
 __all__ = ["SurvivalNet"]
 
 
-def _stored_privately(name):
-    """A property keeping skorch's attribute ``name`` under ``"_" + name``.
-
-    skorch's ``__init__`` sets ``history_``, ``initialized_`` and
-    ``virtual_params_``; kept under private names, an unfitted estimator holds
-    only its parameters, as scikit-learn's estimator checks expect. Reads
-    before the first assignment raise AttributeError, as skorch relies on.
-    """
-    key = "_" + name
-
-    def get(self):
-        try:
-            return self.__dict__[key]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def set_(self, value):
-        self.__dict__[key] = value
-
-    return property(get, set_)
-
-
-class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
+class SurvivalNet(SurvivalAnalysisMixin, SkorchAdapter, NeuralNet):
     """A torch risk model trained with a Cox objective, as a scikit-survival estimator.
 
     ``fit(X, y)`` takes the scikit-survival structured array (any field names:
@@ -165,10 +140,6 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
     }
     # Fusion estimators accept NaN (a missing modality); the base does not.
     _allow_nan = False
-
-    history_ = _stored_privately("history_")
-    initialized_ = _stored_privately("initialized_")
-    virtual_params_ = _stored_privately("virtual_params_")
 
     def __init__(
         self,
@@ -297,35 +268,6 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
             )
         return train_idx, valid_idx
 
-    def train_step_single(self, batch, **fit_params):
-        # As skorch's, but the train mode is set only when it changes: walking
-        # the module tree at every batch is a measurable share of an epoch.
-        if not self.module_.training:
-            self._set_training(True)
-        Xi, yi = unpack_data(batch)
-        y_pred = self.infer(Xi, **fit_params)
-        loss = self.get_loss(y_pred, to_tensor(yi, device=self.device), X=Xi, training=True)
-        loss.backward()
-        step = {"loss": loss, "y_pred": y_pred}
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"{type(self).__name__}: the training loss became {float(step['loss'])} at "
-                f"epoch {len(self.history)}. Standardise the features (e.g. "
-                "sklearn.preprocessing.StandardScaler in a Pipeline), lower lr "
-                f"(now {self.lr}) or raise weight_decay."
-            )
-        return step
-
-    def validation_step(self, batch, **fit_params):
-        # As skorch's, but the target is moved to the module's device (get_loss
-        # of these networks does not go through skorch's conversion).
-        self._set_training(False)
-        Xi, yi = unpack_data(batch)
-        with torch.no_grad():
-            y_pred = self.infer(Xi, **fit_params)
-            loss = self.get_loss(y_pred, to_tensor(yi, device=self.device), X=Xi, training=False)
-        return {"loss": loss, "y_pred": y_pred}
-
     def risk_from_output(self, output):
         """The risk tensor inside a module output (first element of a tuple)."""
         return output[0] if isinstance(output, tuple | list) else output
@@ -333,30 +275,6 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         return self.criterion_(self.risk_from_output(y_pred), y_true)
 
-    def _get_param_names(self):
-        # skorch lists every attribute not ending in "_", which takes in its
-        # private bookkeeping (_params_to_validate); parameters never start with "_".
-        return [k for k in super()._get_param_names() if not k.startswith("_")]
-
-    def _validate_params(self):
-        # skorch checks unexpected constructor arguments here; add a
-        # "did you mean" hint for typos of the explicit parameters.
-        try:
-            super()._validate_params()
-        except ValueError as exc:
-            valid = sorted(set(self.get_params(deep=False)) - set(self._params_to_validate))
-            hints = []
-            for key in sorted(self._params_to_validate):
-                if "__" in key and key.split("__")[0] in valid:
-                    continue  # a routed sub-parameter (e.g. iterator_train__shuffle)
-                close = closest_match(key, valid)
-                if close and key not in valid:
-                    hints.append(f"{key!r}: did you mean {close!r}?")
-            if hints:
-                raise ValueError(f"{exc}\n" + "\n".join(hints)) from None
-            raise
-
-    # ------------------------------------------------------------------ sklearn API
     def _validate_X(self, X, *, reset):
         if hasattr(X, "dtypes") and hasattr(X, "columns"):
             import pandas as pd
@@ -410,27 +328,6 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         target = np.column_stack([rank, event]).astype(np.float32)
         return X, event, time, target
 
-    @contextlib.contextmanager
-    def _on_device(self):
-        """Run with ``self.device`` resolved (``"auto"`` -> ``device_``), as skorch needs."""
-        requested = self.device
-        self.device = getattr(self, "device_", None) or str(resolve_device(requested))
-        try:
-            yield
-        finally:
-            self.device = requested
-
-    def _train(self, X, target, **fit_params):
-        """skorch's ``fit`` (initialise unless warm-starting, then train)."""
-        if not self.warm_start or not self.initialized_:
-            self.initialize()
-        self.notify("on_train_begin", X=X, y=target)
-        try:
-            self.fit_loop(X, target, **fit_params)
-        except KeyboardInterrupt:
-            pass  # skorch's way for a callback to end training
-        self.notify("on_train_end", X=X, y=target)
-
     def fit(self, X, y, groups=None, **fit_params):
         """Train the network and fit the Breslow baseline hazard.
 
@@ -456,6 +353,8 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
         self._fit_groups = check_groups(groups, len(X))
         seed = self._seed()  # drawn before the fork, so that None differs at each fit
         self.device_ = str(resolve_device(self.device))
+        saved = self.validation_fraction, self.max_epochs
+        self.small_cohort_ = small_cohort_rule(self, event)
         try:
             with self._on_device(), fork_rng(self.device_):
                 torch.manual_seed(seed)
@@ -467,6 +366,7 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
                 self._after_training(X, event, time)
                 risk = self._predict_risk(X)
         finally:
+            self.validation_fraction, self.max_epochs = saved
             for name in ("_fit_groups", "_stacking_data", "_stacking_fallback"):
                 self.__dict__.pop(name, None)
         self._fit_baseline(risk, event, time)
@@ -487,33 +387,6 @@ class SurvivalNet(SurvivalAnalysisMixin, NeuralNet):
                 "weight_decay."
             )
         self.baseline_model_ = BreslowEstimator().fit(risk - self.risk_offset_, event, time)
-
-    @property
-    def partial_fit(self):
-        raise AttributeError(
-            f"{type(self).__name__} has no partial_fit: the Cox loss and the baseline "
-            "hazard need every training row at once. Call fit(X, y) on all the rows; to "
-            "continue from the current weights, set warm_start=True before fit."
-        )
-
-    @property
-    def predict_proba(self):
-        raise AttributeError(
-            f"{type(self).__name__} has no predict_proba: a survival model predicts risks "
-            "and curves, not class probabilities. Use predict(X) for the risk score, "
-            "predict_survival_function(X) for S(t) (its values at a time are the "
-            "probabilities of surviving past it), or predict_cumulative_hazard_function(X)."
-        )
-
-    def __setstate__(self, state):
-        # skorch maps the stored tensors to state["device"]; "auto" means the
-        # device available now.
-        if state.get("device") == "auto":
-            state["device"] = str(resolve_device("auto"))
-            super().__setstate__(state)
-            self.device_, self.device = self.device, "auto"
-        else:
-            super().__setstate__(state)
 
     def _after_training(self, X, event, time):
         """Hook between network training and the baseline hazard fit (no-op here)."""

@@ -390,6 +390,8 @@ class FusionSurvivalNet(SurvivalNet):
         n_events = self.__dict__.pop("_stacking_fallback", None)
         if n_events is None and int(data.y[:, 1].sum()) >= MIN_STACKING_EVENTS:
             return fit_risk_combination(risks, missing, data.y[:, 0], data.y[:, 1], ties=self.ties)
+        if isinstance(n_events, str):  # the small-cohort rule, which has warned
+            return equal_combination(risks, missing)
         n_events = int(data.y[:, 1].sum()) if n_events is None else n_events
         warnings.warn(
             f"{type(self).__name__}: the validation split holds {n_events} events, too few "

@@ -8,7 +8,25 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["RISK_SPREAD_MIN", "check_converged", "check_risk_spread", "refit_all_rows"]
+__all__ = [
+    "MIN_VALIDATION_EVENTS",
+    "RISK_SPREAD_MIN",
+    "SMALL_COHORT_EPOCHS",
+    "check_converged",
+    "check_risk_spread",
+    "refit_all_rows",
+    "small_cohort_rule",
+]
+
+# Fewer events than this in the validation split: the epoch it would choose is
+# too noisy. Measured on the two-modality generator of the test suite (8 + 8
+# features, seeds 100-104, mean held-out C): early stopping vs 30 epochs on
+# all rows gave 0.54 vs 0.62 (DeepSurvival) and 0.58 vs 0.62 (late fusion)
+# at 40 training rows (about 4 validation events), 0.60 vs 0.63 (DeepSurvival)
+# at 80 rows (9 events), and 0.66 vs 0.67 and 0.64 vs 0.68 at 160 rows (18).
+MIN_VALIDATION_EVENTS = 20
+# Epochs of the small-cohort fallback (all rows, no early stopping).
+SMALL_COHORT_EPOCHS = 30
 
 # Standard deviation of the training risks (log-hazard ratios) below which a
 # model is called constant: hazard ratios within about 1 % of each other
@@ -84,3 +102,35 @@ def refit_all_rows(net, X, target, **fit_params):
         net._train(X, target, **fit_params)
     finally:
         net.validation_fraction, net.max_epochs, net.warm_start = saved
+
+
+def small_cohort_rule(net, event):
+    """Switch off early stopping when the validation split would be too small.
+
+    With early stopping on (``validation_fraction`` and ``patience`` set, no
+    custom ``train_split``) and fewer than ``MIN_VALIDATION_EVENTS`` events
+    expected in the validation split, the net trains on all rows for
+    ``min(max_epochs, SMALL_COHORT_EPOCHS)`` epochs instead, warns once, and
+    a fusion model combines its risks with equal weights. Sets the
+    parameters for the duration of the fit (``fit`` restores them) and
+    returns whether the rule applied.
+    """
+    if net.validation_fraction is None or net.patience is None or net.train_split is not None:
+        return False
+    n_valid_events = int(round(net.validation_fraction * int(np.sum(event))))
+    if n_valid_events >= MIN_VALIDATION_EVENTS:
+        return False
+    epochs = min(net.max_epochs, SMALL_COHORT_EPOCHS)
+    warnings.warn(
+        f"{type(net).__name__}: the validation split would hold {n_valid_events} events "
+        f"(validation_fraction={net.validation_fraction} of {int(np.sum(event))}), fewer than "
+        f"{MIN_VALIDATION_EVENTS}: too few to choose the number of epochs. Training on all "
+        f"{len(event)} rows for {epochs} epochs instead, without early stopping"
+        + (", with equal combination weights" if getattr(net, "_stacks", lambda: False)() else "")
+        + ". Set validation_fraction=None and max_epochs yourself to silence this.",
+        UserWarning,
+        stacklevel=3,
+    )
+    net.validation_fraction, net.max_epochs = None, epochs
+    net._stacking_fallback = "small cohort"
+    return True
