@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._device import resolve_device
+from .._device import fork_rng, resolve_device
 from ..datasets._events import MEDSEvents, event_arrays
 from ._ehr_base import EHREncoderBase
 from ._ehr_counts import CountFeaturizer, expand_ranges
@@ -326,7 +326,7 @@ class EHRTransformerEncoder(EHREncoderBase):
         rng = np.random.default_rng(seed)
         bs = self.pretrain_batch_size
         n_batches = math.ceil(ev_start.size / bs)
-        with torch.random.fork_rng(devices=[]):
+        with fork_rng(self.device):
             torch.manual_seed(seed)
             model = self._new_model()
             opt = torch.optim.AdamW(model.parameters(), lr=self.pretrain_lr, weight_decay=0.01)
