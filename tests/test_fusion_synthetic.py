@@ -4,6 +4,11 @@ Each modality's risk is a nonlinear function of its own features with unit
 variance, and the log-hazard is their weighted sum, so a model that sees both
 modalities can reach a higher concordance than either unimodal model. Numbers
 are held-out Harrell's C averaged over 3 seeds.
+
+Seeds. The fusion defaults (batch sizes, modality dropout, refit, stacking)
+were chosen on seeds 0-11 of this generator; the small-cohort rule of the
+estimators on seeds 100-104. The acceptance checks below use other seeds:
+ACCEPTANCE_SEEDS here and SMALL_COHORT_SEEDS for the small cohorts.
 """
 
 import numpy as np
@@ -22,7 +27,10 @@ from multimodal_surv import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*reached max_epochs:UserWarning")
 
-N_TRAIN, N_TEST, SEEDS = 1000, 1000, (0, 1, 2)
+TUNING_SEEDS = tuple(range(12))  # seeds the fusion defaults were chosen on
+ACCEPTANCE_SEEDS = (20, 21, 22)
+N_TRAIN, N_TEST, SEEDS = 1000, 1000, ACCEPTANCE_SEEDS
+assert not set(SEEDS) & set(TUNING_SEEDS)
 COMMON = {"max_epochs": 300, "patience": 40, "lr": 3e-3, "weight_decay": 1e-2}
 
 
@@ -114,7 +122,7 @@ def comparable():
 @pytest.mark.parametrize("name", list(FUSIONS))
 def test_fusion_beats_both_unimodal_models_when_signals_are_comparable(name, comparable):
     best_unimodal = max(comparable["ct"], comparable["ehr"])
-    assert comparable[name] > best_unimodal, comparable
+    assert comparable[name] >= best_unimodal + 0.01, comparable
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +150,6 @@ def with_missing():
     return _scores(1.0, 1.0, missing_ct=0.3, missing_ehr=0.1)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
     [
@@ -154,3 +161,36 @@ def with_missing():
 )
 def test_missing_modalities_keep_concordance_close_to_complete_data(name, with_missing, comparable):
     assert with_missing[name] >= comparable[name] - 0.02, (name, with_missing, comparable)
+
+
+SMALL_COHORT_SEEDS = (200, 201, 202, 203, 204)
+SMALL_SHAPE = {"ct_shape": (2, 4), "ehr_dim": 8}  # a pilot cohort: few features per modality
+SMALL_MODELS = {
+    "deep": DeepSurvival,
+    "late": LateFusionSurvival,
+    "contrastive": ContrastiveFusionSurvival,
+    "cross_attention": CrossAttentionFusionSurvival,
+    "co_attention": CoAttentionFusionSurvival,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_train", [40, 80])
+@pytest.mark.parametrize("name", list(SMALL_MODELS))
+def test_small_cohorts_learn_or_warn(name, n_train):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    scores = []
+    for seed in SMALL_COHORT_SEEDS:
+        X, y = make_two_modality(n_train + 1000, seed, **SMALL_SHAPE)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = SMALL_MODELS[name](random_state=seed).fit(X.iloc[:n_train], y[:n_train])
+        risk = model.predict(X.iloc[:n_train])
+        if np.std(risk) < 1e-2:  # a constant model must have said so
+            assert any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        assert model.small_cohort_  # too few validation events at these sizes: all rows
+        scores.append(model.score(X.iloc[n_train:], y[n_train:]))
+    assert np.mean(scores) > 0.55, scores

@@ -81,8 +81,6 @@ TYPES = {
 PENDING = {
     ("make_synthetic_cohort", "seed"): "becomes random_state",
     ("CTEncoder", "verbose"): "becomes an int",
-    ("SurvivalNet", "device"): "'auto' is resolved at fit",
-    ("SurvivalNet", "verbose levels"): "1 shows a progress bar, 2 adds the epoch table",
 }
 
 

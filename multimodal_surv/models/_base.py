@@ -119,6 +119,11 @@ class SurvivalNet(SurvivalAnalysisMixin, SkorchAdapter, NeuralNet):
     device_ : str
         The device the network was trained on (``device`` with ``"auto"``
         resolved).
+    small_cohort_ : bool
+        Whether the small-cohort rule applied: with fewer than 20 events
+        expected in the validation split, the net trained on all rows for
+        ``min(max_epochs, 30)`` epochs without early stopping (and a fusion
+        model combined its risks with equal weights), with a warning.
 
     See Also
     --------

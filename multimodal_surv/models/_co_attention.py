@@ -54,8 +54,7 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
     dropout : float, default=0.1
     module : torch.nn.Module class, default=multimodal_surv.nn.CoAttentionFusionNet
     lr : float, default=3e-3
-        Higher than DeepSurvival's (the library's default for the fused
-        networks).
+        The same as every other estimator of the library.
     batch_size : int, default=256
         Rows per optimiser step (DeepSurvival: 1024). With the whole cohort
         in one batch the network takes one step per epoch, and early stopping

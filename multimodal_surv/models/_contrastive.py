@@ -65,7 +65,10 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         Training-time share of the rows with both modalities that lose one of
         them (chosen at random, set to NaN, i.e. the missing-modality path).
         Trains that path and regularises against relying on one modality;
-        validation and prediction are unaffected.
+        validation and prediction are unaffected. 0 by default: the modality
+        heads already learn each modality alone, and the stacking sets the
+        offsets of rows missing one. With 0 and complete training data, a
+        modality missing at predict time warns.
     alpha : float, default=0.5
         Weight of the contrastive term.
     unimodal_weight : float, default=0.5
@@ -92,7 +95,9 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
         some seeds with 1024 rows per batch and did not with 256).
     ties, optimizer, weight_decay, max_epochs, validation_fraction, patience,
     random_state, verbose, device, **kwargs
-        As in :class:`~multimodal_surv.DeepSurvival`.
+        As in :class:`~multimodal_surv.DeepSurvival`. There is no ``refit``
+        (the attention models have one): the stacking weights are fitted on
+        held-out rows, which a refit on all rows would not leave.
 
     Attributes
     ----------

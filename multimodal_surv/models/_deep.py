@@ -46,8 +46,11 @@ class DeepSurvival(SurvivalNet):
     validation_fraction : float or None, default=0.15
     patience : int or None, default=30
     random_state : int, RandomState instance or None, default=None
+        An integer gives bit-identical fits; ``None`` a fresh seed at each fit.
     verbose : int, default=0
-    device : str, default="cpu"
+        0 silent, 1 a progress bar over the epochs, 2 adds the epoch table.
+    device : {"cpu", "cuda", "cuda:N", "auto"}, default="cpu"
+        ``"auto"``: CUDA when available, else the CPU.
     **kwargs
         Any other :class:`SurvivalNet` / :class:`skorch.NeuralNet` argument.
 
@@ -59,6 +62,11 @@ class DeepSurvival(SurvivalNet):
     n_features_in_ : int
     feature_names_in_ : ndarray of str
     history_ : skorch.History
+    device_ : str
+        The device used (``device`` with ``"auto"`` resolved).
+    small_cohort_ : bool
+        Whether the small-cohort rule applied (fewer than 20 validation
+        events: all rows, ``min(max_epochs, 30)`` epochs, a warning).
 
     Examples
     --------

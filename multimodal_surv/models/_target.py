@@ -38,6 +38,10 @@ def check_survival_target(y, *, n_samples=None, require_events=True):
         "Surv.from_dataframe) so that it is a structured array whose first field is "
         "the event indicator (bool) and second field the time."
     )
+    if y is None:
+        raise ValueError(
+            "this estimator requires y to be passed, but the target y is None. " + hint
+        )
     if not isinstance(y, np.ndarray) or y.dtype.names is None:
         raise TypeError(f"y must be a structured array; got {type(y).__name__}. {hint}")
     if len(y.dtype.names) != 2:
