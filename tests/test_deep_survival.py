@@ -105,8 +105,12 @@ def test_nan_or_inf_in_X(bad):
 
 def test_too_few_samples_for_validation():
     X, y = _xy(n=6)
+    # patience=None: no early stopping, hence no small-cohort rule, but the
+    # validation score is still recorded, and 6 rows cannot give it 2 events
     with pytest.raises(ValueError, match="validation_fraction=0.15 leaves .* events"):
-        DeepSurvival(max_epochs=2).fit(X, y)
+        DeepSurvival(max_epochs=2, patience=None).fit(X, y)
+    with pytest.warns(UserWarning, match="would hold 1 events"):
+        assert DeepSurvival(max_epochs=2).fit(X, y).small_cohort_
 
 
 def test_predict_before_fit():
