@@ -48,9 +48,9 @@ def test_fitted_attribute_names_are_escaped_in_docstrings():
     ]
     mms_docs.escape_fitted_names(None, None, None, None, None, lines)
     assert lines == [
-        "embeddings : ndarray of shape (n_samples, n_features_out_\\), float32",
+        "embeddings : ndarray of shape (n_samples, n_features_out\\_), float32",
         "n_features_out_ : int",
-        "Width ``n_features_out_``, as n_features_out_\\ says.",
+        "Width ``n_features_out_``, as n_features_out\\_ says.",
         ">>> enc.n_features_out_",
         "See `Zhang et al.`_, :attr:`coef_` and __init__.",
     ]

@@ -239,7 +239,7 @@ def add_new_pages(app, docname, source) -> None:
 
 
 _HEADER = re.compile(r"^\s*[*\w]+(\s*,\s*[*\w]+)*\s*:(\s|$)")  # "name : type" lines
-_TRAILING_UNDERSCORE = re.compile(r"(?<![\w`*\\])([A-Za-z]\w*_)(?![\w`])")
+_TRAILING_UNDERSCORE = re.compile(r"(?<![\w`*\\])([A-Za-z]\w*)_(?![\w`])")
 
 
 def escape_fitted_names(app, what, name, obj, options, lines) -> None:
@@ -259,7 +259,7 @@ def escape_fitted_names(app, what, name, obj, options, lines) -> None:
             head += sep
         parts = text.split("``")
         for j in range(0, len(parts), 2):  # even parts are outside ``literals``
-            parts[j] = _TRAILING_UNDERSCORE.sub(r"\1\\", parts[j])
+            parts[j] = _TRAILING_UNDERSCORE.sub(r"\1\\_", parts[j])
         lines[k] = head + "``".join(parts)
 
 
