@@ -14,7 +14,7 @@ CT becomes an all-NaN row: the modality is missing, not an error), names the
 columns ``ct__t{token}_{j}`` and ``ehr__x{j}``, and compares unimodal models
 with late, contrastive and cross-attention fusion on held-out patients. The
 figure shows Kaplan-Meier curves of the held-out patients by tertile of the
-fused model's risk.
+fused model's risk. Run it at full size or at the small size of this page::
 
     python examples/own_embeddings.py            # 2000 predictions, 200 epochs
     python examples/own_embeddings.py --quick    # 400 predictions, 30 epochs
