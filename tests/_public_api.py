@@ -182,6 +182,7 @@ TINY = {
     "CTEncoder": _ct,
     "EHRCountEncoder": _ehr_counts,
     "EHRTransformerEncoder": _ehr_transformer,
+    "TunedCoxnet": _survival(n_alphas=5, cv=2, random_state=0),
 }
 
 

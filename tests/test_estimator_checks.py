@@ -113,6 +113,29 @@ SURVIVAL_NET_NOT_APPLICABLE = {
         "**kwargs and sklearn does not find in the signature"
     ),
 }
+# The benchmark's penalised Cox model: checks that should pass and do not yet.
+_NO_VALIDATE_DATA = (
+    "TunedCoxnet.fit/predict do not validate X with sklearn.utils.validation.validate_data "
+    "(no n_features_in_, no feature-count check, complex and sparse X reach numpy)"
+)
+ESTIMATOR_TO_FIX = {
+    "TunedCoxnet": {
+        "check_estimators_unfitted": (
+            "predict before fit raises AttributeError ('path_'), not NotFittedError "
+            "(no check_is_fitted)"
+        ),
+        "check_n_features_in_after_fitting": _NO_VALIDATE_DATA,
+        "check_n_features_in": _NO_VALIDATE_DATA,
+        "check_complex_data": _NO_VALIDATE_DATA,
+        "check_estimator_sparse_tag": _NO_VALIDATE_DATA,
+        "check_estimator_sparse_array": _NO_VALIDATE_DATA,
+        "check_estimator_sparse_matrix": _NO_VALIDATE_DATA,
+        "check_requires_y_none": (
+            "fit(X, None) raises scikit-survival's structured-array ValueError, without "
+            "saying that y is required"
+        ),
+    },
+}
 
 
 def _as_survival(y):
@@ -201,9 +224,20 @@ def _reason_not_applicable(name, check_name):
     return None
 
 
+def _missing_set_up(message):
+    def check(estimator):
+        raise AssertionError(message)
+
+    return check
+
+
 def _cases():
     for name in sorted(ESTIMATORS):
-        est = _instance(name)
+        try:
+            est = _instance(name)
+        except KeyError as exc:  # a new public estimator without a tiny set-up
+            yield pytest.param(None, _missing_set_up(str(exc)), id=f"{name}-set-up")
+            continue
         for i, (_, check) in enumerate(estimator_checks_generator(est, legacy=True)):
             check_name = _check_name(check)
             marks = []
@@ -215,6 +249,7 @@ def _cases():
                 fix = TO_FIX.get(check_name)
                 if "modalities" in init_defaults(ESTIMATORS[name]):
                     fix = fix or FUSION_TO_FIX.get(check_name)
+            fix = fix or ESTIMATOR_TO_FIX.get(name, {}).get(check_name)
             if fix and not reason:
                 marks.append(pytest.mark.xfail(reason=fix, strict=False))
             yield pytest.param(est, check, id=f"{name}-{check_name}-{i}", marks=marks)
