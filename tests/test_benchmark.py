@@ -142,3 +142,35 @@ def test_bad_balance_is_a_clean_error(capsys):
     with pytest.raises(SystemExit):
         main(["benchmark", "--balance", "1.5"])
     assert "--balance values must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_ct_backbone_and_weights_flags_reach_the_encoder(monkeypatch, tmp_path):
+    import multimodal_surv.benchmark._run as bench
+    from multimodal_surv.benchmark import run_benchmark
+    from multimodal_surv.cli import _parser
+
+    args = _parser().parse_args(["benchmark", "--ct-backbone", "merlin", "--ct-weights", "w.pt"])
+    assert (args.ct_backbone, args.ct_weights) == ("merlin", "w.pt")
+    seen = {}
+
+    def fake_encode(data, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop after the encoder settings")
+
+    monkeypatch.setattr(bench, "encode_cohort", fake_encode)
+    from sklearn.utils import Bunch
+    from sksurv.util import Surv
+
+    data = Bunch(
+        cohort=pd.DataFrame(
+            {
+                "subject_id": range(8),
+                "site": ["internal"] * 8,
+                "split": ["train"] * 6 + ["test"] * 2,
+            }
+        ),
+        y=Surv.from_arrays([True, False] * 4, np.arange(1.0, 9.0)),
+    )
+    with pytest.raises(RuntimeError, match="stop after"):
+        run_benchmark(data, ct_backbone="merlin", ct_weights="w.pt")
+    assert (seen["ct_backbone"], seen["ct_weights"]) == ("merlin", "w.pt")

