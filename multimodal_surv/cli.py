@@ -15,17 +15,26 @@ __all__ = ["main"]
 MARKER = ".multimodal-surv"
 
 
-def _balances(text):
+def _numbers(text, option, takes, ok, bad_values):
+    """Comma-separated floats of ``option``, each passing ``ok``; argparse errors otherwise."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--balance takes a number in [0, 1] or a comma-separated list; got {text!r}"
-        ) from None
-    bad = [v for v in values if not 0.0 <= v <= 1.0]
+        raise argparse.ArgumentTypeError(f"{option} takes {takes}; got {text!r}") from None
+    bad = [v for v in values if not ok(v)]
     if bad:
-        raise argparse.ArgumentTypeError(f"--balance values must be in [0, 1]; got {bad}")
+        raise argparse.ArgumentTypeError(f"{option} values must be {bad_values}; got {bad}")
     return values
+
+
+def _balances(text):
+    takes = "a number in [0, 1] or a comma-separated list"
+    return _numbers(text, "--balance", takes, lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
+
+
+def _horizons(text):
+    takes = "comma-separated times in days (e.g. 365,730,1095)"
+    return _numbers(text, "--horizons", takes, lambda v: v > 0, "positive days")
 
 
 def _positive(text, option):
@@ -36,18 +45,6 @@ def _positive(text, option):
     if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"{option} takes a positive integer; got {text!r}")
     return value
-
-
-def _horizons(text):
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--horizons takes comma-separated times in days (e.g. 365,730,1095); got {text!r}"
-        ) from None
-    if any(not v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"--horizons must be positive days; got {values}")
-    return values
 
 
 def _parser():
