@@ -72,7 +72,9 @@ def plot_forest(table, reference, path, selected=()):
     ax_c.axvline(0.5, color="grey", lw=0.8, ls="--")
     ax_c.set_xlabel("Harrell's C (95 % subject-level bootstrap CI)")
     ax_d.axvline(0.0, color="black", lw=0.9)
-    ax_d.set_xlabel(f"ΔC vs selected unimodal: {reference}\n(fusion rows: simultaneous CI)")
+    ax_d.set_xlabel(
+        f"ΔC vs the selected unimodal model\n{reference}\n(fusion rows: simultaneous CI)"
+    )
     for ax in (ax_c, ax_d):
         ax.grid(axis="x", alpha=0.3)
     ax_c.legend(loc="upper center", bbox_to_anchor=(1.0, -0.08), ncol=len(sites), frameon=False)
