@@ -6,10 +6,14 @@ user sees: the exit code and the files written.
 """
 
 import pandas as pd
+import pytest
 
 from multimodal_surv.cli import main
 
 
+# Over 8 CPU-minutes on the shared 2-core machine (CT and EHR pretraining
+# included): too long for the default suite, so it runs in `make test-all`.
+@pytest.mark.slow
 def test_benchmark_quick_runs_end_to_end_on_a_small_synthetic_cohort(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["benchmark", "--quick", "--n-subjects", "120", "--bootstrap", "20"]
