@@ -15,7 +15,8 @@ from sksurv.util import Surv
 
 import multimodal_surv as ms
 
-assert torch.cuda.is_available(), "no CUDA device"
+if not torch.cuda.is_available():
+    sys.exit("no CUDA device: run this script on a machine with a GPU")
 rng = np.random.default_rng(0)
 n = 400
 ct, ehr = rng.normal(size=(n, 8)), rng.normal(size=(n, 6))
