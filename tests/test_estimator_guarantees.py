@@ -13,7 +13,8 @@ from sklearn import config_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sksurv.util import Surv
-from test_common import ESTIMATORS, _data
+from test_common import ESTIMATORS as _ALL_ESTIMATORS
+from test_common import _data
 
 from multimodal_surv import DeepSurvival, LateFusionSurvival
 from multimodal_surv._device import fork_rng, resolve_device
@@ -23,6 +24,8 @@ from multimodal_surv.models._split import validation_split
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*still improving:UserWarning")
 
+# The network estimators; AdaptiveFusionSurvival delegates to them (tests/test_adaptive.py).
+ESTIMATORS = {k: v for k, v in _ALL_ESTIMATORS.items() if k != "AdaptiveFusionSurvival"}
 FUSION = [name for name in ESTIMATORS if name != "DeepSurvival"]
 
 
