@@ -72,7 +72,7 @@ def _encode(n_subjects, balance, seed):
             root,
             n_subjects=n_subjects,
             balance=balance,
-            seed=seed,
+            random_state=seed,
             external_fraction=0.0,
             volume_shape=(4, 4, 4),
         )

@@ -78,7 +78,7 @@ def run_level(args, ct_variation: float) -> str:
     """The table for one level of ``ct_variation``, as markdown."""
     with tempfile.TemporaryDirectory() as tmp:
         data = make_synthetic_cohort(
-            tmp, n_subjects=args.n, balance=1.0, seed=0, ct_variation=ct_variation
+            tmp, n_subjects=args.n, balance=1.0, random_state=0, ct_variation=ct_variation
         )
         cohort, y = data.cohort, data.y
         train = ((cohort.split == "train") & (cohort.site == "internal")).to_numpy()

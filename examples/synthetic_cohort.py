@@ -30,7 +30,7 @@ parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--quick", action="store_true", help="150 subjects, 24x24x16 volumes")
 parser.add_argument("--out", type=Path, default=None, help="folder to write (default: temp)")
 parser.add_argument("--balance", type=float, default=0.5, help="CT share of the log-hazard")
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--random-state", type=int, default=0)
 args = parser.parse_args()
 
 n_subjects, shape = (150, (24, 24, 16)) if args.quick else (900, (48, 48, 32))
@@ -41,7 +41,7 @@ make_synthetic_cohort(
     n_subjects=n_subjects,
     volume_shape=shape,
     balance=args.balance,
-    seed=args.seed,
+    random_state=args.random_state,
     overwrite=True,
 )
 print(f"wrote {root} in {time.perf_counter() - start:.1f} s")

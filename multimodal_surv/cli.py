@@ -109,7 +109,9 @@ def _add_cohort_options(bench):
         help="small, fast smoke run: shorter encoder pretraining, --max-epochs 40, "
         "200 bootstrap resamples",
     )
-    bench.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    bench.add_argument(
+        "--random-state", type=int, default=0, help="random seed of every step (default 0)"
+    )
 
 
 def _add_protocol_options(bench):
@@ -237,7 +239,7 @@ def _synthetic_cohort(args, out, balance):
             flush=True,
         )
     data = make_synthetic_cohort(
-        root, n_subjects=n, balance=balance, seed=args.seed, overwrite=earlier
+        root, n_subjects=n, balance=balance, random_state=args.random_state, overwrite=earlier
     )
     _mark(root)
     return data
@@ -248,7 +250,7 @@ def _models(args):
     from .benchmark._models import configure, select_models
     from .benchmark._run import QUICK_MAX_EPOCHS
 
-    models = default_models(fusion_ehr=args.fusion_ehr, random_state=args.seed)
+    models = default_models(fusion_ehr=args.fusion_ehr, random_state=args.random_state)
     if args.models is not None:
         models = select_models(models, [m for m in args.models.split(",") if m.strip()])
     max_epochs = args.max_epochs or (QUICK_MAX_EPOCHS if args.quick else None)
@@ -261,7 +263,7 @@ def _common(args):
         "fusion_ehr": args.fusion_ehr,
         "selection_folds": args.selection_folds,
         "device": args.device,
-        "random_state": args.seed,
+        "random_state": args.random_state,
         "n_jobs": args.n_jobs,
         "models": _models(args),
         "verbose": 0 if args.no_progress else 1,

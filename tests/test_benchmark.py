@@ -91,7 +91,7 @@ def _run(cohort_dir, out, seed):
         "--out",
         str(out),
         "--quick",
-        "--seed",
+        "--random-state",
         str(seed),
         "--bootstrap",
         "30",

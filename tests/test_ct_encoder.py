@@ -460,7 +460,7 @@ def test_ssl_embeddings_carry_the_ct_risk(tmp_path):
     from multimodal_surv import DeepSurvival
     from multimodal_surv.datasets import make_synthetic_cohort
 
-    data = make_synthetic_cohort(tmp_path, n_subjects=300, balance=1.0, seed=1)
+    data = make_synthetic_cohort(tmp_path, n_subjects=300, balance=1.0, random_state=1)
     cohort, y = data.cohort, data.y
     train = ((cohort.split == "train") & (cohort.site == "internal")).to_numpy()
     test = ((cohort.split == "test") & (cohort.site == "internal")).to_numpy()
@@ -497,7 +497,7 @@ def test_ssl_beats_random_weights_by_five_points(tmp_path, ct_variation):
     # One small split is too noisy for a 0.05 margin (a single seed at 300
     # subjects swung by more than that): mean over 2 encoder x 2 model seeds.
     data = make_synthetic_cohort(
-        tmp_path, n_subjects=600, balance=1.0, ct_variation=ct_variation, seed=1
+        tmp_path, n_subjects=600, balance=1.0, ct_variation=ct_variation, random_state=1
     )
     cohort, y = data.cohort, data.y
     train = ((cohort.split == "train") & (cohort.site == "internal")).to_numpy()

@@ -125,12 +125,12 @@ def test_column_index_out_of_range_and_unassigned_columns(data):
 @pytest.mark.parametrize("name", ATTENTION)
 def test_token_shape_that_does_not_divide_the_columns(name, data):
     X, y = data
-    with pytest.raises(ValueError, match=r"n_tokens\['ehr'\]=2 does not divide the 5 columns"):
-        FACTORIES[name](n_tokens={"ehr": 2}).fit(X, y)
-    with pytest.raises(ValueError, match=r"n_tokens\['ct'\]=3 contradicts the column names"):
-        FACTORIES[name](n_tokens={"ct": 3}).fit(X, y)
-    with pytest.raises(ValueError, match=r"n_tokens names unknown modalities \['cT'\].*'ct'"):
-        FACTORIES[name](n_tokens={"cT": 2}).fit(X, y)
+    with pytest.raises(ValueError, match=r"token_counts\['ehr'\]=2 does not divide the 5 columns"):
+        FACTORIES[name](token_counts={"ehr": 2}).fit(X, y)
+    with pytest.raises(ValueError, match=r"token_counts\['ct'\]=3 contradicts the column names"):
+        FACTORIES[name](token_counts={"ct": 3}).fit(X, y)
+    with pytest.raises(ValueError, match=r"token_counts names unknown modalities \['cT'\].*'ct'"):
+        FACTORIES[name](token_counts={"cT": 2}).fit(X, y)
 
 
 def test_incomplete_token_grid_is_an_error(data):
@@ -449,7 +449,7 @@ def test_modality_dropout_hides_one_whole_modality_in_a_share_of_complete_rows(d
 
 # ---------------------------------------------------------------------------- layouts and missing
 @pytest.mark.parametrize("name", ATTENTION)
-def test_token_names_n_tokens_and_column_order_give_the_same_model(name, data):
+def test_token_names_token_counts_and_column_order_give_the_same_model(name, data):
     X, y = data
     ref = FACTORIES[name]().fit(X, y)
     assert ref.token_shapes_ == {"ct": (N_TOK, DIM), "ehr": None}
@@ -458,7 +458,7 @@ def test_token_names_n_tokens_and_column_order_give_the_same_model(name, data):
     by_names = FACTORIES[name]().fit(shuffled, y)
     np.testing.assert_allclose(by_names.predict(shuffled), ref.predict(X), rtol=1e-5, atol=1e-6)
     mods = {"ct": list(range(12)), "ehr": list(range(12, 17))}
-    by_param = FACTORIES[name](modalities=mods, n_tokens={"ct": N_TOK}).fit(X.to_numpy(), y)
+    by_param = FACTORIES[name](modalities=mods, token_counts={"ct": N_TOK}).fit(X.to_numpy(), y)
     np.testing.assert_allclose(by_param.predict(X.to_numpy()), ref.predict(X), rtol=1e-5, atol=1e-6)
 
 
@@ -529,7 +529,8 @@ def test_contract_clone_pickle_determinism_numpy(name, data):
     mods = {"ct": CT_COLS, "ehr": EHR_COLS}
     if name in ATTENTION:
         as_numpy = FACTORIES[name](
-            modalities={"ct": list(range(12)), "ehr": list(range(12, 17))}, n_tokens={"ct": N_TOK}
+            modalities={"ct": list(range(12)), "ehr": list(range(12, 17))},
+            token_counts={"ct": N_TOK},
         )
     else:
         as_numpy = FACTORIES[name](modalities={"ct": list(range(12)), "ehr": list(range(12, 17))})

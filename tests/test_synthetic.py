@@ -23,7 +23,7 @@ def _files(root: Path) -> dict[str, bytes]:
 def cohort(tmp_path_factory):
     """A 600-subject cohort with small volumes (the oracle and shift tests share it)."""
     root = tmp_path_factory.mktemp("synthetic")
-    return make_synthetic_cohort(root, n_subjects=600, volume_shape=(32, 32, 24), seed=3)
+    return make_synthetic_cohort(root, n_subjects=600, volume_shape=(32, 32, 24), random_state=3)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,9 @@ def events(cohort):
 
 
 def test_same_seed_gives_identical_files_other_seed_differs(tmp_path):
-    a = make_synthetic_cohort(tmp_path / "a", n_subjects=30, seed=7, **TINY)
-    b = make_synthetic_cohort(tmp_path / "b", n_subjects=30, seed=7, **TINY)
-    c = make_synthetic_cohort(tmp_path / "c", n_subjects=30, seed=8, **TINY)
+    a = make_synthetic_cohort(tmp_path / "a", n_subjects=30, random_state=7, **TINY)
+    b = make_synthetic_cohort(tmp_path / "b", n_subjects=30, random_state=7, **TINY)
+    c = make_synthetic_cohort(tmp_path / "c", n_subjects=30, random_state=8, **TINY)
     files_a, files_b, files_c = _files(a.root), _files(b.root), _files(c.root)
     assert len(files_a) > 30  # cohort, oracle, README, MEDS shards + metadata, 30 volumes
     assert files_a == files_b
@@ -44,6 +44,17 @@ def test_same_seed_gives_identical_files_other_seed_differs(tmp_path):
     assert files_a["cohort.csv"] != files_c["cohort.csv"]
     assert files_a["ct/internal/sub-000001.nii.gz"] != files_c["ct/internal/sub-000001.nii.gz"]
     assert not np.array_equal(a.oracle, c.oracle)
+
+
+def test_random_state_none_draws_an_integer_that_writes_the_same_folder(tmp_path):
+    kw = {"n_subjects": 12, "volume_shape": (8, 8, 8)}
+    drawn = make_synthetic_cohort(tmp_path / "a", random_state=None, **kw)
+    seed = drawn.params["random_state"]
+    assert isinstance(seed, int)
+    again = make_synthetic_cohort(tmp_path / "b", random_state=seed, **kw)
+    assert _files(drawn.root) == _files(again.root)
+    rs = make_synthetic_cohort(tmp_path / "c", random_state=np.random.RandomState(seed), **kw)
+    assert isinstance(rs.params["random_state"], int)
 
 
 def test_cohort_table_layout(cohort):
@@ -68,14 +79,14 @@ def test_cohort_table_layout(cohort):
         ("internal", "train"): 280,
     }
     assert all(Path(p).is_file() for p in table["ct"])
-    assert cohort.params["seed"] == 3
+    assert cohort.params["random_state"] == 3
 
 
 def test_oracle_is_the_documented_mix_of_the_parts(tmp_path):
     scale = 1.45
     for balance in (0.0, 0.3, 1.0):
         data = make_synthetic_cohort(
-            tmp_path / str(balance), n_subjects=40, balance=balance, seed=1, **TINY
+            tmp_path / str(balance), n_subjects=40, balance=balance, random_state=1, **TINY
         )
         ct, ehr = data.oracle_parts["ct_part"], data.oracle_parts["ehr_part"]
         expected = scale * (np.sqrt(balance) * ct + np.sqrt(1 - balance) * ehr)
@@ -88,7 +99,7 @@ def test_balance_moves_the_signal_between_modalities(tmp_path):
     shares = []
     for balance in (0.2, 0.8):
         data = make_synthetic_cohort(
-            tmp_path / str(balance), n_subjects=500, balance=balance, seed=2, **TINY
+            tmp_path / str(balance), n_subjects=500, balance=balance, random_state=2, **TINY
         )
         ct, ehr = data.oracle_parts["ct_part"], data.oracle_parts["ehr_part"]
         # Population-standardised parts: unit variance, independent.
@@ -105,7 +116,9 @@ def test_balance_moves_the_signal_between_modalities(tmp_path):
 
 @pytest.mark.parametrize("censoring", [0.0, 0.1, 0.3, 0.6])
 def test_censoring_rate_matches_the_knob(tmp_path, censoring):
-    data = make_synthetic_cohort(tmp_path, n_subjects=200, censoring=censoring, seed=4, **TINY)
+    data = make_synthetic_cohort(
+        tmp_path, n_subjects=200, censoring=censoring, random_state=4, **TINY
+    )
     assert abs((1 - data.y["event"].mean()) - censoring) <= 0.01
 
 
@@ -244,7 +257,7 @@ def test_external_site_is_shifted(cohort, events, tmp_path):
     codes = pd.read_parquet(cohort.meds_root / "metadata" / "codes.parquet").set_index("code")
     assert list(codes.loc["SNOMEDCT/38341003", "parent_codes"]) == ["ICD10CM/I10"]
     # No shift: both sites scan and code alike.
-    same = make_synthetic_cohort(tmp_path, n_subjects=60, shift=0.0, seed=0, **TINY)
+    same = make_synthetic_cohort(tmp_path, n_subjects=60, shift=0.0, random_state=0, **TINY)
     (m0, s0), (m1, s1) = air("internal", same), air("external", same)
     assert abs(m1 - m0) < 5 and 0.7 < s1 / s0 < 1.4
     ext_img = nib.load(same.cohort.loc[same.cohort["site"] == "external", "ct"].iloc[0])
@@ -252,7 +265,7 @@ def test_external_site_is_shifted(cohort, events, tmp_path):
 
 
 def test_ct_variation_varies_the_anatomy_not_the_risk(tmp_path):
-    kw = {"n_subjects": 40, "volume_shape": (32, 32, 24), "seed": 2}
+    kw = {"n_subjects": 40, "volume_shape": (32, 32, 24), "random_state": 2}
     plain = make_synthetic_cohort(tmp_path / "plain", **kw)
     varied = make_synthetic_cohort(tmp_path / "varied", ct_variation=1.0, **kw)
     files_p, files_v = _files(plain.root), _files(varied.root)
@@ -273,7 +286,7 @@ def test_ct_variation_varies_the_anatomy_not_the_risk(tmp_path):
 
 
 def test_missing_ct_and_folder_round_trip(tmp_path):
-    data = make_synthetic_cohort(tmp_path, n_subjects=80, ct_missing=0.5, seed=5, **TINY)
+    data = make_synthetic_cohort(tmp_path, n_subjects=80, ct_missing=0.5, random_state=5, **TINY)
     missing = data.cohort["ct"].isna()
     assert 0.3 < missing.mean() < 0.7
     assert len(list((tmp_path / "ct").rglob("*.nii.gz"))) == int((~missing).sum())
@@ -283,11 +296,11 @@ def test_missing_ct_and_folder_round_trip(tmp_path):
 
 
 def test_root_must_be_empty_unless_overwrite(tmp_path):
-    make_synthetic_cohort(tmp_path, n_subjects=20, seed=0, **TINY)
+    make_synthetic_cohort(tmp_path, n_subjects=20, random_state=0, **TINY)
     with pytest.raises(ValueError, match="is not empty; pass an empty or new folder"):
-        make_synthetic_cohort(tmp_path, n_subjects=20, seed=0, **TINY)
+        make_synthetic_cohort(tmp_path, n_subjects=20, random_state=0, **TINY)
     (tmp_path / "notes.txt").write_text("mine")
-    data = make_synthetic_cohort(tmp_path, n_subjects=24, seed=1, overwrite=True, **TINY)
+    data = make_synthetic_cohort(tmp_path, n_subjects=24, random_state=1, overwrite=True, **TINY)
     assert len(data.cohort) == 24 and (tmp_path / "notes.txt").read_text() == "mine"
     assert len(list((tmp_path / "ct").rglob("*.nii.gz"))) == 24
 

@@ -76,23 +76,6 @@ TYPES = {
     "DataFrame, path or None": lambda v: v is None or isinstance(v, str | Path | pd.DataFrame),
 }
 
-# Renames agreed but not made yet: (class or function name, parameter) -> what
-# changes. They are left out of the checks until made; this must end up empty.
-PENDING = {
-    ("make_synthetic_cohort", "seed"): "becomes random_state",
-    ("CTEncoder", "verbose"): "becomes an int",
-}
-
-
-def _pending(obj_name, parameter):
-    if (obj_name, parameter) in PENDING:
-        return True
-    cls = ESTIMATORS.get(obj_name)
-    return cls is not None and any(
-        (base.__name__, parameter) in PENDING for base in cls.__mro__[1:]
-    )
-
-
 ESTIMATORS = public_estimators()
 SURVIVAL = {n for n, c in ESTIMATORS.items() if issubclass(c, SurvivalNet)}
 PUBLIC = {
@@ -136,9 +119,7 @@ def test_every_estimator_and_encoder_is_covered():
 @pytest.mark.parametrize("qualname", sorted(PUBLIC))
 def test_no_synonyms(qualname):
     obj = PUBLIC[qualname]
-    used = sorted(
-        n for n in set(_parameters(obj)) & set(FORBIDDEN) if not _pending(obj.__name__, n)
-    )
+    used = sorted(set(_parameters(obj)) & set(FORBIDDEN))
     assert not used, [f"{name!r}: use {FORBIDDEN[name]}" for name in used]
 
 
@@ -147,7 +128,7 @@ def test_shared_names_have_the_documented_type_and_default(qualname):
     problems = []
     obj = PUBLIC[qualname]
     for name, default in _parameters(obj).items():
-        if name not in SHARED or default is inspect.Parameter.empty or _pending(obj.__name__, name):
+        if name not in SHARED or default is inspect.Parameter.empty:
             continue
         _, type_, values, documented, _ = SHARED[name]
         if not TYPES[type_](default):
@@ -162,19 +143,9 @@ def test_shared_names_have_the_documented_type_and_default(qualname):
     assert not problems, problems
 
 
-def _with(parameter, pending=None):
-    """Estimators having ``parameter``; a pending rename runs as an expected failure."""
-    pending = pending or parameter
-    return [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(reason=f"pending: {pending}", strict=False)]
-            if _pending(name, pending)
-            else [],
-        )
-        for name, cls in sorted(ESTIMATORS.items())
-        if parameter in _parameters(cls)
-    ]
+def _with(parameter):
+    """Names of the estimators having ``parameter``."""
+    return [name for name, cls in sorted(ESTIMATORS.items()) if parameter in _parameters(cls)]
 
 
 @pytest.mark.parametrize("name", _with("verbose"))
@@ -185,9 +156,7 @@ def test_verbose_zero_is_silent(name, capsys):
     assert out == "" and err == "", (out, err)
 
 
-@pytest.mark.parametrize(
-    "name", [p for p in _with("verbose", "verbose levels") if p.values[0] in SURVIVAL]
-)
+@pytest.mark.parametrize("name", [n for n in _with("verbose") if n in SURVIVAL])
 def test_verbose_levels_of_the_survival_estimators(name, capsys):
     est, X, y = tiny(ESTIMATORS[name])
     est.set_params(max_epochs=2, verbose=1).fit(X, y)

@@ -365,7 +365,7 @@ def load_cohort_folder(root: str | os.PathLike, *, allow_subject_overlap: bool =
     >>> import tempfile
     >>> from multimodal_surv.datasets import load_cohort_folder, make_synthetic_cohort
     >>> root = tempfile.mkdtemp()
-    >>> _ = make_synthetic_cohort(root, n_subjects=12, volume_shape=(16, 16, 8), seed=0)
+    >>> _ = make_synthetic_cohort(root, n_subjects=12, volume_shape=(16, 16, 8), random_state=0)
     >>> data = load_cohort_folder(root)
     >>> data.cohort.columns[:7].tolist()
     ['subject_id', 'prediction_time', 'ct', 'event', 'time', 'site', 'split']

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.utils import Bunch
+from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 
 from ._cohort import load_cohort_folder
@@ -56,7 +56,7 @@ _OWNED = ("cohort.csv", "oracle.csv", "README.md", "ct", "meds")
         "ct_missing": [Interval(Real, 0.0, 1.0, closed="left")],
         "ct_variation": [Interval(Real, 0.0, None, closed="left")],
         "risk_scale": [Interval(Real, 0.0, None, closed="left")],
-        "seed": ["random_state"],
+        "random_state": ["random_state"],
         "overwrite": ["boolean"],
     },
     prefer_skip_nested_validation=True,
@@ -75,7 +75,7 @@ def make_synthetic_cohort(
     ct_missing: float = 0.0,
     ct_variation: float = 0.0,
     risk_scale: float = _DEFAULT_SCALE,
-    seed: int = 0,
+    random_state: int | np.random.RandomState | None = 0,
     overwrite: bool = False,
 ) -> Bunch:
     """Write a synthetic CT + EHR survival cohort folder with a known oracle risk.
@@ -147,8 +147,12 @@ def make_synthetic_cohort(
     risk_scale : float >= 0, default=1.45
         Standard deviation of the log-hazard; the default gives an oracle
         C-index of about 0.77 at 30 % censoring.
-    seed : int, default=0
-        Same seed and arguments give byte-identical files.
+    random_state : int, RandomState instance or None, default=0
+        Same integer and arguments give byte-identical files. ``None`` (or a
+        ``RandomState``) draws an integer, recorded in ``params``, so that the
+        folder can be written again. The default is 0 rather than scikit-learn's
+        ``None`` because the generator writes files that tests, benchmarks and
+        documentation quote: the same call gives the same folder.
     overwrite : bool, default=False
         Replace an earlier cohort in ``root``.
 
@@ -175,7 +179,7 @@ def make_synthetic_cohort(
     >>> from sksurv.metrics import concordance_index_censored
     >>> from multimodal_surv.datasets import make_synthetic_cohort
     >>> data = make_synthetic_cohort(tempfile.mkdtemp(), n_subjects=60,
-    ...                              volume_shape=(16, 16, 8), seed=0)
+    ...                              volume_shape=(16, 16, 8), random_state=0)
     >>> data.cohort[["site", "split"]].value_counts().sort_index()
     site      split
     external  test     20
@@ -188,8 +192,9 @@ def make_synthetic_cohort(
     """
     volume_shape, spacing = tuple(volume_shape), tuple(spacing)
     n_int, n_ext, n_test = _check_arguments(
-        volume_shape, spacing, seed, int(n_subjects), external_fraction, test_fraction
+        volume_shape, spacing, int(n_subjects), external_fraction, test_fraction
     )
+    seed = _integer_seed(random_state)
     root = _prepare_root(Path(root), overwrite)
     params = {
         "n_subjects": int(n_subjects),
@@ -203,9 +208,9 @@ def make_synthetic_cohort(
         "ct_missing": float(ct_missing),
         "ct_variation": float(ct_variation),
         "risk_scale": float(risk_scale),
-        "seed": int(seed),
+        "random_state": seed,
     }
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0]))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     draw = _draw_cohort(rng, params, n_int, n_test)
     sites = _sites(volume_shape, spacing, float(shift))
     shards, codes = _write_subjects(root, draw, sites, params)
@@ -215,7 +220,14 @@ def make_synthetic_cohort(
     return out
 
 
-def _check_arguments(volume_shape, spacing, seed, n, external_fraction, test_fraction):
+def _integer_seed(random_state) -> int:
+    """The integer behind ``random_state``: itself, or one drawn from it (sklearn's meaning)."""
+    if isinstance(random_state, Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _check_arguments(volume_shape, spacing, n, external_fraction, test_fraction):
     """Validate what ``validate_params`` cannot; return internal, external, test counts."""
     if len(volume_shape) != 3 or not all(isinstance(v, Integral) and v >= 4 for v in volume_shape):
         raise ValueError(
@@ -223,10 +235,6 @@ def _check_arguments(volume_shape, spacing, seed, n, external_fraction, test_fra
         )
     if len(spacing) != 3 or not all(isinstance(v, Real) and v > 0 for v in spacing):
         raise ValueError(f"spacing must be 3 positive numbers in mm; got {spacing!r}.")
-    if not isinstance(seed, Integral):
-        raise TypeError(
-            f"seed must be an int (files must be reproducible); got {type(seed).__name__}."
-        )
     n_ext = int(round(external_fraction * n))
     n_int = n - n_ext
     n_test = int(round(test_fraction * n_int))
@@ -298,7 +306,7 @@ def _draw_cohort(rng, params: dict, n_int: int, n_test: int) -> dict:
 
 def _write_subjects(root: Path, d: dict, sites, params: dict):
     """Render and write each subject's CT; collect the MEDS rows per shard."""
-    seed, s = params["seed"], d["state"]
+    seed, s = params["random_state"], d["state"]
     fov = tuple(np.asarray(sites[0].shape) * np.asarray(sites[0].spacing, dtype=float))
     grids = [_grid(site) for site in sites]
     radius_start = np.concatenate([[0], np.cumsum(s["n_nodules"])])

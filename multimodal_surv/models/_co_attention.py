@@ -24,7 +24,7 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
     MCAT's original used genomics as the guide.
 
     Tokens and missing modalities are handled as in
-    :class:`CrossAttentionFusionSurvival` (token-named columns, ``n_tokens``,
+    :class:`CrossAttentionFusionSurvival` (token-named columns, ``token_counts``,
     or a learned tokenizer for plain vectors; learned missing tokens and a
     null key).
 
@@ -43,7 +43,8 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
     guide : str or None, default=None
         Name of the guiding modality; ``None`` takes the first modality in
         column order.
-    n_tokens : dict of str -> int, default=None
+    token_counts : dict of str -> int, default=None
+        See :class:`CrossAttentionFusionSurvival`.
     n_tokens_projected : int, default=4
     d_model : int, default=64
     n_heads : int, default=2
@@ -146,7 +147,7 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
         *,
         modality_dropout=0.3,
         guide=None,
-        n_tokens=None,
+        token_counts=None,
         n_tokens_projected=4,
         d_model=64,
         n_heads=2,
@@ -186,7 +187,7 @@ class CoAttentionFusionSurvival(FusionSurvivalNet):
         self.modalities = modalities
         self.modality_dropout = modality_dropout
         self.guide = guide
-        self.n_tokens = n_tokens
+        self.token_counts = token_counts
         self.n_tokens_projected = n_tokens_projected
         self.d_model = d_model
         self.n_heads = n_heads

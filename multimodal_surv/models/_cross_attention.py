@@ -26,7 +26,7 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
 
     * columns named ``<mod>__t<token>_<j>`` hold ``n_tokens x dim`` values
       (read from the names, in any column order);
-    * ``n_tokens={"ct": 8}`` reshapes a modality's plain columns row-major
+    * ``token_counts={"ct": 8}`` reshapes a modality's plain columns row-major
       into 8 tokens;
     * otherwise a plain vector is mapped to ``n_tokens_projected`` tokens by a
       learned linear tokenizer.
@@ -48,8 +48,9 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
         Name of the modality whose tokens query the other (``"ct"`` or
         ``"ehr"`` for the usual names); ``None`` takes the first modality in
         column order.
-    n_tokens : dict of str -> int, default=None
-        Token count of modalities whose plain columns hold a token grid.
+    token_counts : dict of str -> int, default=None
+        Token count of each modality whose plain columns hold a token grid,
+        e.g. ``{"ct": 8}``.
     n_tokens_projected : int, default=4
         Tokens made from a plain vector.
     d_model : int, default=64
@@ -107,7 +108,7 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
     >>> X = rng.normal(size=(300, 10))
     >>> y = Surv.from_arrays(np.ones(300, bool), rng.exponential(np.exp(-X[:, 0] - X[:, 8])))
     >>> model = CrossAttentionFusionSurvival(
-    ...     {"ct": list(range(8)), "ehr": [8, 9]}, query="ehr", n_tokens={"ct": 4},
+    ...     {"ct": list(range(8)), "ehr": [8, 9]}, query="ehr", token_counts={"ct": 4},
     ...     d_model=16, max_epochs=40, lr=1e-2, random_state=0).fit(X, y)
     >>> model.token_shapes_
     {'ehr': None, 'ct': (4, 2)}
@@ -137,7 +138,7 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
         *,
         modality_dropout=0.2,
         query=None,
-        n_tokens=None,
+        token_counts=None,
         n_tokens_projected=4,
         d_model=64,
         n_heads=2,
@@ -176,7 +177,7 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
         self.modalities = modalities
         self.modality_dropout = modality_dropout
         self.query = query
-        self.n_tokens = n_tokens
+        self.token_counts = token_counts
         self.n_tokens_projected = n_tokens_projected
         self.d_model = d_model
         self.n_heads = n_heads

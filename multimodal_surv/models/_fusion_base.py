@@ -49,7 +49,7 @@ class FusionSurvivalNet(SurvivalNet):
     _allow_nan = True
     # Whether modality_dropout trains what the network does for a missing modality.
     _dropout_trains_missing_path = True
-    # Subclasses that feed tokens to attention set this (and expose n_tokens).
+    # Subclasses that feed tokens to attention set this (and expose token_counts).
     _uses_tokens = False
     # Name of the parameter that selects the first modality ("query"/"guide"), if any.
     _first_modality_param: str | None = None
@@ -59,7 +59,7 @@ class FusionSurvivalNet(SurvivalNet):
         "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
     }
     _token_constraints: dict = {
-        "n_tokens": [dict, None],
+        "token_counts": [dict, None],
         "n_tokens_projected": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
@@ -129,18 +129,18 @@ class FusionSurvivalNet(SurvivalNet):
             names = [first] + [n for n in names if n != first]
 
         columns, shapes = {}, {}
-        n_tokens = (self.n_tokens or {}) if self._uses_tokens else {}
-        unknown = sorted(set(n_tokens) - set(names))
+        token_counts = (self.token_counts or {}) if self._uses_tokens else {}
+        unknown = sorted(set(token_counts) - set(names))
         if unknown:
             raise ValueError(
-                f"n_tokens names unknown modalities {unknown}; the modalities are {names}."
+                f"token_counts names unknown modalities {unknown}; the modalities are {names}."
                 f"{did_you_mean(unknown[0], names)}"
             )
         for mod in names:
             idx = np.asarray(groups[mod], dtype=np.intp)
             shape = None
             if self._uses_tokens:
-                idx, shape = self._token_layout(mod, idx, feature_names, n_tokens.get(mod))
+                idx, shape = self._token_layout(mod, idx, feature_names, token_counts.get(mod))
             columns[mod] = idx
             shapes[mod] = shape
         self.modality_names_ = names
@@ -231,8 +231,8 @@ class FusionSurvivalNet(SurvivalNet):
                 )
             if declared is not None and int(declared) != n_tok:
                 raise ValueError(
-                    f"n_tokens[{mod!r}]={declared} contradicts the column names, which hold "
-                    f"{n_tok} tokens of {dim} values; drop the n_tokens entry or rename the "
+                    f"token_counts[{mod!r}]={declared} contradicts the column names, which hold "
+                    f"{n_tok} tokens of {dim} values; drop the token_counts entry or rename the "
                     "columns."
                 )
             order = np.lexsort((parsed[:, 1], parsed[:, 0]))
@@ -245,7 +245,7 @@ class FusionSurvivalNet(SurvivalNet):
                 or n_cols % int(declared)
             ):
                 raise ValueError(
-                    f"n_tokens[{mod!r}]={declared!r} does not divide the {n_cols} columns of "
+                    f"token_counts[{mod!r}]={declared!r} does not divide the {n_cols} columns of "
                     f"modality {mod!r}; pass a divisor of {n_cols} (the columns hold n_tokens x "
                     "dim values, row-major)."
                 )
