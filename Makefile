@@ -32,9 +32,14 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m multimodal_surv benchmark --out results
 
 # The default suite skips tests marked slow (long acceptance runs, optional
-# packages); `make test-all` runs everything.
+# packages); `make test-all` runs everything. Test files are spread over
+# TEST_WORKERS processes (pytest-xdist), each file whole in one process so that
+# its shared fixtures are built once. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
+
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" $(XDIST)
 
 test-all: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

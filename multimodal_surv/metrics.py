@@ -2,9 +2,10 @@
 
 :func:`concordance_index` computes exactly the same Harrell's C as
 :func:`sksurv.metrics.concordance_index_censored`, including its handling of
-ties in time and in risk, but in :math:`O(n \\log^2 n)` vectorised numpy
-instead of :math:`O(n^2)`, so validation scoring during training and the
-bootstrap confidence intervals of the benchmark stay cheap at large ``n``.
+ties in time and in risk, in vectorised numpy: one pairwise comparison for up
+to ``_PAIRWISE_MAX_N`` rows (the validation split scored at every training
+epoch), and :math:`O(n \\log^2 n)` dominance counting above, so the bootstrap
+confidence intervals of the benchmark stay cheap at large ``n``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,28 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["concordance_index"]
+
+# Up to this many rows the pairwise comparison is faster than the dominance
+# counting (measured: 0.13 vs 7.8 ms at n = 150, 0.95 vs 10.5 ms at 500,
+# 23 vs 8.8 ms at 1000).
+_PAIRWISE_MAX_N = 600
+
+
+def _pairwise(event, time, risk, tied_tol):
+    """Harrell's C by comparing every event with every row (small ``n``)."""
+    ev = np.flatnonzero(event)
+    t_ev, r_ev = time[ev][:, None], risk[ev][:, None]
+    comparable = (time > t_ev) | ((time == t_ev) & ~event)
+    ties = np.abs(risk - r_ev) <= tied_tol
+    concordant = (risk < r_ev) & ~ties
+    total = np.count_nonzero(comparable)
+    if total == 0:
+        raise ValueError(
+            "Data has no comparable pairs (every event is at the largest time); "
+            "the concordance index is undefined."
+        )
+    n_concordant = np.count_nonzero(concordant & comparable)
+    return float((n_concordant + 0.5 * np.count_nonzero(ties & comparable)) / total)
 
 
 def _count_below(positions, values, n_positions, query_pos, query_val):
@@ -106,6 +129,8 @@ def concordance_index(event_indicator, event_time, estimate, *, tied_tol=1e-8):
         raise ValueError("All samples are censored; the concordance index is undefined.")
 
     n = len(time)
+    if n <= _PAIRWISE_MAX_N:
+        return _pairwise(event, time, risk, tied_tol)
     order = np.argsort(time, kind="mergesort")
     time_s, event_s, risk_s = time[order], event[order], risk[order]
     # Tied-time groups: an event is comparable with everyone after its group

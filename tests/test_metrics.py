@@ -2,7 +2,18 @@ import numpy as np
 import pytest
 from sksurv.metrics import concordance_index_censored
 
+from multimodal_surv import metrics
 from multimodal_surv.metrics import concordance_index
+
+PAIRWISE_MAX_N = metrics._PAIRWISE_MAX_N
+
+
+@pytest.fixture(params=["pairwise", "dominance counting"], autouse=True)
+def path(request, monkeypatch):
+    """Every test runs on both code paths (small n compares all pairs)."""
+    if request.param == "dominance counting":
+        monkeypatch.setattr(metrics, "_PAIRWISE_MAX_N", 0)
+    return request.param
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -43,3 +54,18 @@ def test_errors():
         concordance_index([True, False], [1.0, 2.0], [np.nan, 0.2])
     with pytest.raises(ValueError, match="no comparable pairs"):
         concordance_index([False, True], [1.0, 2.0], [0.1, 0.2])
+
+
+def test_both_paths_agree_across_the_size_threshold():
+    rng = np.random.default_rng(7)
+    n = PAIRWISE_MAX_N + 50
+    time = rng.integers(1, 60, size=n).astype(float)
+    event = rng.random(n) < 0.4
+    risk = np.round(rng.normal(size=n), 1)
+    expected = concordance_index_censored(event, time, risk)[0]
+    for size in (PAIRWISE_MAX_N, n):  # below and above the threshold
+        got = concordance_index(event[:size], time[:size], risk[:size])
+        assert (
+            abs(got - concordance_index_censored(event[:size], time[:size], risk[:size])[0]) < 1e-12
+        )
+    assert abs(concordance_index(event, time, risk) - expected) < 1e-12

@@ -65,6 +65,7 @@ def encode_cohort(
     device="cpu",
     ct_backbone="ssl",
     ct_weights=None,
+    inputs=None,
 ):
     """Embed every row of a cohort with the library's CT and EHR encoders.
 
@@ -97,7 +98,8 @@ def encode_cohort(
     embeddings : dict of str to DataFrame
         ``"ct"`` (columns ``ct__*``), ``"ehr_counts"``, ``"ehr_transformer"``
         and their concatenation ``"ehr_both"`` (columns ``ehr__*``), indexed
-        like ``data.cohort``.
+        like ``data.cohort``; without the transformer's two when ``inputs``
+        does not need them.
     """
     cohort = data.cohort.reset_index(drop=True)
     train = site_masks(cohort)["train"] if fit_rows is None else np.asarray(fit_rows, bool)
@@ -119,6 +121,9 @@ def encode_cohort(
     both = encoder.transform(cohort)
     ct_cols = [c for c in both.columns if c.startswith("ct__")]
     ehr_cols = [c for c in both.columns if c.startswith("ehr__")]
+    embeddings = {"ct": both[ct_cols], "ehr_counts": _prefixed(both[ehr_cols], "ehr")}
+    if inputs is not None and not {"ehr_transformer", "ehr_both"} & set(inputs):
+        return embeddings
     log("pretraining the EHR transformer (next-code prediction)")
     transformer = EHRTransformerEncoder(
         data.meds_root,
@@ -128,9 +133,6 @@ def encode_cohort(
         device=device,
     )
     ehr_fm = make_multimodal_encoder(ehr=transformer).fit(cohort[train]).transform(cohort)
-    return {
-        "ct": both[ct_cols],
-        "ehr_counts": _prefixed(both[ehr_cols], "ehr"),
-        "ehr_transformer": _prefixed(ehr_fm, "ehr"),
-        "ehr_both": _prefixed(pd.concat([both[ehr_cols], ehr_fm], axis=1), "ehr"),
-    }
+    embeddings["ehr_transformer"] = _prefixed(ehr_fm, "ehr")
+    embeddings["ehr_both"] = _prefixed(pd.concat([both[ehr_cols], ehr_fm], axis=1), "ehr")
+    return embeddings

@@ -13,7 +13,7 @@ from sklearn.model_selection import GroupKFold
 
 from ._encode import as_progress, encode_cohort
 from ._run import _prepare
-from ._select import check_folds, cv_scores, design, fold_cindex, select
+from ._select import check_folds, cv_scores, design, fold_cindex, select, warn_once_per_model
 from ._table import markdown_table, metadata
 
 __all__ = ["run_nested_cv"]
@@ -32,7 +32,9 @@ def _outer_fold(specs, embeddings, y, groups, rows, k, seed, log, n_jobs):
         )
         for spec in specs.values()
     ]
-    return dict(zip(specs, Parallel(n_jobs=n_jobs)(tasks))), chosen
+    results = Parallel(n_jobs=n_jobs)(tasks)
+    warn_once_per_model(list(specs), [caught for _, caught in results], 1, "outer-fold fits")
+    return dict(zip(specs, (c for c, _ in results))), chosen
 
 
 def run_nested_cv(

@@ -245,6 +245,7 @@ def run_benchmark(
             device=device,
             ct_backbone=ct_backbone,
             ct_weights=ct_weights,
+            inputs={i for spec in specs.values() for i in spec.inputs},
         )
     cv = cv_scores(
         specs, embeddings, y, np.flatnonzero(train), groups,

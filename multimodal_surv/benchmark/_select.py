@@ -8,6 +8,8 @@ training rows, each fold holding out whole subjects.
 from __future__ import annotations
 
 import numbers
+import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -17,7 +19,7 @@ from sklearn.model_selection import GroupKFold
 from ..metrics import concordance_index
 from ._models import fit_model
 
-__all__ = ["cv_scores", "design", "select", "site_masks"]
+__all__ = ["cv_scores", "design", "select", "site_masks", "warn_once_per_model"]
 
 
 def site_masks(cohort):
@@ -58,16 +60,43 @@ def check_folds(k, groups, what="--selection-folds"):
 
 
 def fold_cindex(estimator, X, y, groups, fit_idx, val_idx):
-    """Fit on ``fit_idx``, Harrell's C on ``val_idx`` (NaN without a comparable pair)."""
-    model = fit_model(estimator, X.iloc[fit_idx], y[fit_idx], groups[fit_idx])
+    """Fit on ``fit_idx``, Harrell's C on ``val_idx`` (NaN without a comparable pair).
+
+    Returns the C and the warnings the fit raised, as ``(category, message)``
+    pairs, so that the caller reports them once per model rather than once
+    per fold (and so that they survive a joblib worker process).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = fit_model(estimator, X.iloc[fit_idx], y[fit_idx], groups[fit_idx])
+        risk = model.predict(X.iloc[val_idx])
     y_val = y[val_idx]
     event_name, time_name = y.dtype.names
     try:
-        return concordance_index(
-            y_val[event_name], y_val[time_name], model.predict(X.iloc[val_idx])
-        )
+        c = concordance_index(y_val[event_name], y_val[time_name], risk)
     except ValueError:  # a fold without a comparable pair (tiny cohorts)
-        return np.nan
+        c = np.nan
+    return c, [(w.category, str(w.message)) for w in caught]
+
+
+def warn_once_per_model(names, caught_per_fit, k, what="selection folds"):
+    """Re-issue the folds' warnings once per model and kind, with the fold count.
+
+    Warnings that differ only in their numbers (fold sizes) are one kind; the
+    first fold's message is shown.
+    """
+    for name, start in zip(names, range(0, len(caught_per_fit), k)):
+        kinds = {}
+        for caught in caught_per_fit[start : start + k]:
+            seen = set()
+            for category, message in caught:
+                key = (category, re.sub(r"\d+(\.\d+)?", "#", message))
+                if key not in seen:
+                    seen.add(key)
+                    first, count = kinds.get(key, (message, 0))
+                    kinds[key] = (first, count + 1)
+        for (category, _), (message, count) in kinds.items():
+            warnings.warn(f"{name}, in {count} of {k} {what}: {message}", category, stacklevel=3)
 
 
 def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None, n_jobs=None):
@@ -106,7 +135,9 @@ def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None, 
         for spec in specs.values()
         for fold in folds
     ]
-    fold_c = np.array(Parallel(n_jobs=n_jobs)(tasks), dtype=float).reshape(len(specs), k)
+    results = Parallel(n_jobs=n_jobs)(tasks)
+    fold_c = np.array([c for c, _ in results], dtype=float).reshape(len(specs), k)
+    warn_once_per_model(list(specs), [caught for _, caught in results], k)
     out = {}
     for name, c in zip(specs, fold_c):
         if np.isnan(c).all():
