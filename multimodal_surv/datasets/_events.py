@@ -317,24 +317,21 @@ class EventChunks:
         counts = np.zeros(n, np.int64)
         present = []
         for f in files:
-            seen = [np.zeros(0, np.int64)]
+            seen = np.zeros(n, np.int64)
             try:
                 shard = pq.ParquetFile(f)
                 check_arrow_subject_id(shard.schema_arrow, f"MEDS shard {str(f)!r}")
                 batches = shard.iter_batches(columns=["subject_id"], batch_size=1 << 20)
                 for batch in batches:
                     sid = batch.column(0).drop_null().to_numpy().astype(np.int64, copy=False)
-                    if n == 0 or sid.size == 0:
-                        continue
-                    k = np.minimum(np.searchsorted(self.subjects, sid), n - 1)
-                    k = k[self.subjects[k] == sid]
-                    counts += np.bincount(k, minlength=n)
-                    seen.append(np.unique(k))
+                    if n and sid.size:
+                        seen += self._count_runs(sid)
             except (OSError, pa.ArrowException) as exc:
                 raise ValueError(
                     f"{f}: not a readable parquet file ({exc}); remove or rewrite this MEDS shard."
                 ) from exc
-            present.append(np.unique(np.concatenate(seen)))
+            counts += seen
+            present.append(np.flatnonzero(seen))
         if n:
             chunk = (np.cumsum(counts) - counts) // max(int(max_events), 1)
             cuts = np.concatenate([[0], np.flatnonzero(np.diff(chunk)) + 1, [n]])
@@ -349,6 +346,20 @@ class EventChunks:
                 ]
             )
         self.n_events = int(counts.sum())
+
+    def _count_runs(self, sid: np.ndarray) -> np.ndarray:
+        """Events of each of ``subjects`` in ``sid``, counted run by run of equal ids.
+
+        MEDS shards are sorted by subject, so the runs are far fewer than the
+        events and only their first ids are looked up.
+        """
+        cut = np.concatenate([[0], np.flatnonzero(sid[1:] != sid[:-1]) + 1, [sid.size]])
+        head, length = sid[cut[:-1]], np.diff(cut)
+        k = np.minimum(np.searchsorted(self.subjects, head), self.subjects.size - 1)
+        hit = self.subjects[k] == head
+        return np.bincount(k[hit], weights=length[hit], minlength=self.subjects.size).astype(
+            np.int64
+        )
 
     def __len__(self) -> int:
         return len(self.bounds)

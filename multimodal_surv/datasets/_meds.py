@@ -150,12 +150,27 @@ def _shard_files(root: Path) -> list[Path]:
 
 
 def _folder_dataset(root: Path, columns, files=None, schema=None):
-    """``(dataset, columns)`` of a MEDS root folder (columns checked)."""
+    """``(dataset, columns)`` of a MEDS root folder (columns checked).
+
+    String codes are read dictionary-encoded, as parquet stores them: each
+    distinct code is decoded once per row group instead of once per event, and
+    the codes arrive as integer indices (a pandas categorical).
+    """
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     if files is None:
         files = _shard_files(root)
-    dataset = ds.dataset([str(f) for f in files], format="parquet", schema=schema)
+    paths = [str(f) for f in files]
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=["code"]))
+    if schema is None:
+        schema = ds.dataset(paths, format="parquet").schema
+        j = schema.get_field_index("code")
+        if j >= 0 and (
+            pa.types.is_string(schema.types[j]) or pa.types.is_large_string(schema.types[j])
+        ):
+            schema = schema.set(j, pa.field("code", pa.dictionary(pa.int32(), schema.types[j])))
+    dataset = ds.dataset(paths, format=fmt, schema=schema)
     names = dataset.schema.names
     missing = [c for c in MEDS_COLUMNS if c not in names]
     if missing:
