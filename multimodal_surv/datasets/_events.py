@@ -24,6 +24,7 @@ from ._meds import (
     _shard_files,
     check_arrow_subject_id,
     read_meds,
+    subject_runs,
 )
 
 __all__ = ["EventArrays", "EventChunks", "MEDSEvents", "event_arrays"]
@@ -45,6 +46,23 @@ def _dropped(sid, t, code_ids, codes) -> pd.DataFrame:
     time = np.where(t == _STATIC_TIME, np.iinfo(np.int64).min, t).view("datetime64[ns]")
     code = np.where(code_ids >= 0, codes[np.maximum(code_ids, 0)] if codes.size else None, None)
     return pd.DataFrame({"subject_id": sid, "time": time, "code": code})
+
+
+def _time_ranks(sid: np.ndarray, t: np.ndarray):
+    """``(rank, unique_times)``: each event's time as its rank among the distinct times.
+
+    Events sorted by subject and time come in runs of one (subject, time), a
+    visit's codes: only the first time of each run is hashed (the distinct
+    times are far fewer than the events), then ranked and repeated over its run.
+    """
+    if t.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cut = np.flatnonzero(np.concatenate([[True], (sid[1:] != sid[:-1]) | (t[1:] != t[:-1])]))
+    ids, unique_times = pd.factorize(t[cut])
+    order = np.argsort(unique_times, kind="stable")
+    rank = np.empty(order.size, np.int64)
+    rank[order] = np.arange(order.size)
+    return np.repeat(rank[ids], np.diff(np.append(cut, t.size))), unique_times[order]
 
 
 @dataclass(frozen=True)
@@ -126,13 +144,7 @@ class EventArrays:
             code_ids, codes = remap[code_ids], codes[present]
         starts = _subject_bounds(sid)
         subjects = sid[starts[:-1]]
-        # hash-based (the distinct times are far fewer than the events), then ranked
-        ids, unique_times = pd.factorize(t)
-        order = np.argsort(unique_times, kind="stable")
-        unique_times = unique_times[order]
-        rank = np.empty(order.size, np.int64)
-        rank[order] = np.arange(order.size)
-        rank = rank[ids]
+        rank, unique_times = _time_ranks(sid, t)
         sub_idx = np.repeat(np.arange(subjects.size, dtype=np.int64), np.diff(starts))
         key = sub_idx * (unique_times.size + 1) + rank
         del sub_idx, rank
@@ -348,18 +360,10 @@ class EventChunks:
         self.n_events = int(counts.sum())
 
     def _count_runs(self, sid: np.ndarray) -> np.ndarray:
-        """Events of each of ``subjects`` in ``sid``, counted run by run of equal ids.
-
-        MEDS shards are sorted by subject, so the runs are far fewer than the
-        events and only their first ids are looked up.
-        """
-        cut = np.concatenate([[0], np.flatnonzero(sid[1:] != sid[:-1]) + 1, [sid.size]])
-        head, length = sid[cut[:-1]], np.diff(cut)
-        k = np.minimum(np.searchsorted(self.subjects, head), self.subjects.size - 1)
-        hit = self.subjects[k] == head
-        return np.bincount(k[hit], weights=length[hit], minlength=self.subjects.size).astype(
-            np.int64
-        )
+        """Events of each of ``subjects`` in ``sid`` (see :func:`subject_runs`)."""
+        k, hit, length = subject_runs(sid, self.subjects)
+        counts = np.bincount(k[hit], weights=length[hit], minlength=self.subjects.size)
+        return counts.astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.bounds)

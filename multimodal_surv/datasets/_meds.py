@@ -192,20 +192,55 @@ def check_arrow_subject_id(schema, what: str) -> None:
         raise subject_id_type_error(what, f"parquet type {kind}")
 
 
+def subject_runs(sid: np.ndarray, subjects: np.ndarray):
+    """``(k, hit, length)`` of each run of equal ids in ``sid``, looked up in ``subjects``.
+
+    ``subjects`` is sorted and unique; run ``r`` has ``length[r]`` events of
+    ``subjects[k[r]]`` when ``hit[r]``. MEDS shards are sorted by subject, so
+    the runs are far fewer than the events and only their first ids are looked
+    up (the result is right for unsorted ids too, just with more runs).
+    """
+    cut = np.concatenate([[0], np.flatnonzero(sid[1:] != sid[:-1]) + 1, [sid.size]])
+    head, length = sid[cut[:-1]], np.diff(cut)
+    k = np.minimum(np.searchsorted(subjects, head), max(subjects.size - 1, 0))
+    hit = subjects[k] == head if subjects.size else np.zeros(head.size, bool)
+    return k, hit, length
+
+
+def _keep_subjects(batch, subjects: np.ndarray):
+    """The rows of ``batch`` (a record batch) whose ``subject_id`` is in ``subjects``."""
+    import pyarrow as pa
+
+    col = batch.column(batch.schema.get_field_index("subject_id"))
+    valid = None
+    if col.null_count:
+        valid = col.is_valid().to_numpy(zero_copy_only=False)
+        col = col.fill_null(0)
+    sid = col.to_numpy().astype(np.int64, copy=False)
+    if sid.size == 0:
+        return batch
+    _, hit, length = subject_runs(sid, subjects)
+    if valid is None and hit.all():
+        return batch  # the usual case: a shard of the wanted subjects only
+    keep = np.repeat(hit, length)
+    if valid is not None:
+        keep &= valid
+    return batch.filter(pa.array(keep))
+
+
 def _read_meds_folder(root: Path, columns, subjects, files=None, schema=None) -> pd.DataFrame:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     dataset, cols = _folder_dataset(root, columns, files, schema)
-    filt = None
     if subjects is not None:
-        filt = pc.field("subject_id").isin(np.unique(np.asarray(subjects, dtype=np.int64)))
+        subjects = np.unique(np.asarray(subjects, dtype=np.int64))
     # Streamed batch by batch: only the selected subjects' rows are materialised.
-    tables = [
-        batch
-        for batch in dataset.to_batches(columns=cols, filter=filt, batch_size=1 << 20)
-        if batch.num_rows
-    ]
+    tables = []
+    for batch in dataset.to_batches(columns=cols, batch_size=1 << 20):
+        if subjects is not None and batch.num_rows:
+            batch = _keep_subjects(batch, subjects)
+        if batch.num_rows:
+            tables.append(batch)
     if not tables:
         table = dataset.schema.empty_table().select(cols)
     else:
