@@ -11,6 +11,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sksurv.util import Surv
@@ -97,9 +98,12 @@ def test_fitted_pipelines_round_trip_bit_identically_in_a_fresh_process(cohort, 
         assert np.isfinite(expected[fusion.__name__]).all()
         joblib.dump(pipe, tmp_path / f"{fusion.__name__}.joblib")
     X.to_pickle(tmp_path / "X.pkl")
+    # The same torch thread count as this process: a float32 matmul's last bit
+    # depends on how the work is split between threads.
     script = textwrap.dedent(
         f"""
-        import joblib, numpy as np, pandas as pd
+        import joblib, numpy as np, pandas as pd, torch
+        torch.set_num_threads({torch.get_num_threads()})
         X = pd.read_pickle({str(tmp_path / "X.pkl")!r})
         out = {{}}
         for name in {sorted(expected)!r}:
