@@ -14,6 +14,7 @@ from sklearn.compose import ColumnTransformer
 from multimodal_surv.datasets import CTReadError, load_ct_volume, write_dicom_series, write_nifti
 from multimodal_surv.encoders import CTEncoder
 from multimodal_surv.encoders._ct_backbones import I3ResNet152, WeightsMismatchError
+from multimodal_surv.encoders._ct_encoding import iter_preprocessed
 
 SIZE = (16, 16, 16)
 
@@ -549,7 +550,7 @@ def test_whole_body_preprocessing_centres_the_body():
     enc = CTEncoder(crop_foreground="body", spacing=None, spatial_size=(48, 32, 20),
                     pretrain_epochs=0, random_state=0).fit([vol, vol])  # fmt: skip
     assert enc.preprocessing_["crop_foreground"] == "body"
-    _, x, err, _ = enc._iter_preprocessed([vol], [0], "test", progress=False).dataset[0]
+    _, x, err, _ = iter_preprocessed(enc, [vol], [0], "test", progress=False).dataset[0]
     assert err is None and tuple(x.shape) == (1, 48, 32, 20)
     body = x[0] > 0.5  # soft tissue is 0.52 in the [-1000, 1000] window
     idx = torch.nonzero(body)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import numbers
 import os
 
@@ -15,39 +14,27 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._device import resolve_device
-from .._hints import closest_match
-from .._warnings import warn_user
-from ..exceptions import CTReadError
-from ._cache import EmbeddingCache, content_hash, fingerprint
-from ._ct_backbones import (
-    build_ctfm,
-    build_merlin,
-    load_state_dict_file,
-    load_weights_strict,
+from ._cache import fingerprint
+from ._ct_backbones import backbone_kind, build_backbone
+from ._ct_encoding import encode_rows, preprocess_volumes, probe_width, read_cache
+from ._ct_inputs import (
+    _column,
+    _is_missing,
+    check_cache_dir,
+    check_dicom_series,
+    check_token_grid,
+    input_report,
+    report_read_errors,
 )
-from ._ct_inputs import _column, _is_missing, check_dicom_series, input_report
-from ._ct_loading import _collate, _CTDataset
 from ._ct_preprocessing import _PREPROCESSING, resolve_preprocessing
-from ._ct_pretrain import (
-    CompactCTNet,
-    ResidualAutoencoder,
-    pool_features,
-    pretrain_contrastive,
-    pretrain_reconstruction,
-)
+from ._ct_pretrain import pretrain_contrastive, pretrain_reconstruction
 from ._ct_pretrained import load_ct_encoder, save_ct_encoder
+from ._parallel import map_shards, shard_slices
 
 __all__ = ["CTEncoder"]
 
-_NAMED_BACKBONES = ("ssl", "ct-fm", "merlin")
 _AUTO = "auto"
 _POOLINGS = ("mean", "multiscale")
-
-
-def _encode_shard(encoder, refs, keys):
-    """One parallel task of :meth:`CTEncoder.transform` (a module-level function pickles)."""
-    rows = list(range(len(refs)))
-    return encoder._encode_rows(refs, rows, dict(zip(rows, keys, strict=True)))
 
 
 class CTEncoder(TransformerMixin, BaseEstimator):
@@ -284,108 +271,9 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.random_state = random_state
 
-    # ------------------------------------------------------------------ validation
-
-    def _backbone_kind(self) -> str:
-        if isinstance(self.backbone, nn.Module):
-            return "module"
-        if isinstance(self.backbone, str) and self.backbone in _NAMED_BACKBONES:
-            return self.backbone
-        hint = ""
-        if isinstance(self.backbone, str):
-            close = closest_match(self.backbone, _NAMED_BACKBONES)
-            hint = f" Did you mean {close!r}?" if close else ""
-        raise ValueError(
-            f"backbone={self.backbone!r} is not supported; pass one of {list(_NAMED_BACKBONES)} "
-            f"or a torch.nn.Module (e.g. a MONAI network).{hint}"
-        )
-
     def _resolve_preprocessing(self, kind: str) -> dict:
         params = {name: getattr(self, name) for name in _PREPROCESSING}
         return resolve_preprocessing(kind, **params)
-
-    # ------------------------------------------------------------------ backbone
-
-    def _build_backbone(self, kind: str, seed: int) -> nn.Module:
-        if kind == "ct-fm":
-            return build_ctfm(self.weights)
-        if kind == "merlin":
-            return build_merlin(self.weights)
-        if kind == "module":
-            module = copy.deepcopy(self.backbone)
-        else:
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)
-                module = (
-                    ResidualAutoencoder() if self.pretext == "reconstruction" else CompactCTNet()
-                )
-        if self.weights is not None:
-            load_weights_strict(
-                module, load_state_dict_file(self.weights), source=str(self.weights)
-            )
-        return module
-
-    def _features(self, batch: torch.Tensor) -> torch.Tensor:
-        out = self.backbone_(batch)
-        maps = None
-        if isinstance(out, list | tuple):
-            if all(isinstance(m, torch.Tensor) and m.ndim == 5 for m in out):
-                maps = list(out)
-            out = out[-1]
-        if isinstance(out, dict):
-            raise TypeError(
-                "backbone returned a dict; wrap it in a module that returns a feature map "
-                "(B, C, X, Y, Z) or a vector (B, C)"
-            )
-        if out.ndim == 5:
-            grid = self.token_grid_ if self.output == "tokens" else None
-            return pool_features(maps if maps is not None else out, self.pooling_, grid)
-        if out.ndim == 2:
-            if self.output == "tokens":
-                raise ValueError(
-                    "output='tokens' needs a backbone returning a spatial feature map "
-                    f"(B, C, X, Y, Z); {type(self.backbone_).__name__} returns vectors "
-                    f"of shape {tuple(out.shape)}; use output='pooled'"
-                )
-            return out
-        raise ValueError(
-            f"backbone output has shape {tuple(out.shape)}; expected (B, C, X, Y, Z) or (B, C)"
-        )
-
-    # ------------------------------------------------------------------ loading
-
-    def _iter_preprocessed(self, refs, indices, desc, progress=None):
-        dataset = _CTDataset(refs, indices, self.preprocessing_, self.max_voxels, self.dicom_series)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            collate_fn=_collate,
-            shuffle=False,
-        )
-        if (self.verbose >= 1) if progress is None else progress:
-            from tqdm.auto import tqdm
-
-            return tqdm(loader, desc=desc, total=len(loader))
-        return loader
-
-    def _handle_errors(self, errors: list[tuple[int, str]], n_rows=None) -> None:
-        """Raise (``on_error="raise"``) or warn once, at the caller's line, for all rows."""
-        if not errors:
-            return
-        errors = sorted(errors)
-        first = errors[0][1]
-        if self.on_error == "raise":
-            raise CTReadError(
-                f"{first} (row {errors[0][0]}; {len(errors)} unreadable CT inputs in total; "
-                "set on_error='nan' to encode them as missing)"
-            )
-        of = f" of {n_rows}" if n_rows is not None else ""
-        warn_user(
-            f"{len(errors)}{of} CT inputs could not be read and give NaN rows (first, row "
-            f"{errors[0][0]}: {first}); see input_report_ for every row, fix or remove "
-            "these inputs, or set on_error='raise' to stop at the first"
-        )
 
     # ------------------------------------------------------------------ API
 
@@ -403,7 +291,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         self : CTEncoder
         """
         errors, n_rows = self._fit(X)
-        self._handle_errors(errors, n_rows)
+        report_read_errors(errors, self.on_error, n_rows)
         return self
 
     def fit_transform(self, X, y=None):
@@ -411,31 +299,28 @@ class CTEncoder(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : one-column DataFrame, Series or list
-            CT references (files, DICOM folders, 3-D arrays; NA = missing).
-        y : ignored
+        X, y
+            As for :meth:`fit`.
 
         Returns
         -------
         embeddings : ndarray of shape (n_samples, n_features_out_), float32
+            As :meth:`transform` returns them.
         """
         fit_errors, n_rows = self._fit(X)
         out, errors = self._transform(X)
         failed = {i for i, _ in errors}
-        self._handle_errors(errors + [e for e in fit_errors if e[0] not in failed], n_rows)
+        report_read_errors(
+            errors + [e for e in fit_errors if e[0] not in failed], self.on_error, n_rows
+        )
         return out
 
     def _fit(self, X):
         """:meth:`fit`, returning the rows that could not be read instead of warning."""
         self._validate_params()
         check_dicom_series(self.dicom_series)
-        kind = self._backbone_kind()
-        if self.cache_dir is not None and os.path.exists(self.cache_dir):
-            if not os.path.isdir(self.cache_dir):
-                raise ValueError(
-                    f"cache_dir={str(self.cache_dir)!r} is a file, not a folder; pass a folder "
-                    "path (created if absent) or cache_dir=None"
-                )
+        kind = backbone_kind(self.backbone)
+        check_cache_dir(self.cache_dir)
         refs, names = _column(X)
         self.n_features_in_ = 1
         if names is not None:
@@ -443,14 +328,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         self.preprocessing_ = self._resolve_preprocessing(kind)
-        grid = self.token_grid
-        if (
-            not isinstance(grid, list | tuple)
-            or len(grid) != 3
-            or not all(isinstance(g, numbers.Integral) and g >= 1 for g in grid)
-        ):
-            raise ValueError(f"token_grid={grid!r} must be 3 positive integers, e.g. (2, 2, 2)")
-        self.token_grid_ = tuple(int(g) for g in grid)
+        self.token_grid_ = check_token_grid(self.token_grid)
         if self.pooling == _AUTO:
             self.pooling_ = "multiscale" if kind == "ssl" else "mean"
         else:
@@ -458,7 +336,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         self.device_ = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
-        backbone = self._build_backbone(kind, seed)
+        backbone = build_backbone(kind, self.backbone, self.weights, self.pretext, seed)
         self.pretrain_losses_, errors = [], []
         if kind == "ssl" and self.weights is None and self.pretrain_epochs > 0:
             self.pretrain_losses_, errors = self._pretrain(backbone, refs, rng, seed)
@@ -466,7 +344,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         for p in backbone.parameters():
             p.requires_grad_(False)
         self.backbone_ = backbone
-        self.n_features_out_ = self._probe_width()
+        self.n_features_out_ = probe_width(self)
         if self.cache_dir is not None:
             config = {
                 "backbone": type(backbone).__name__,
@@ -488,15 +366,9 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         present = [i for i, r in enumerate(refs) if not _is_missing(r)]
         if len(present) > self.pretrain_max_volumes:
             present = sorted(rng.choice(present, self.pretrain_max_volumes, replace=False))
-        volumes, errors = [], []
-        for batch in self._iter_preprocessed(refs, present, "CT preprocessing (fit)"):
-            for i, vol, err, _ in batch:
-                if err is not None:
-                    errors.append((i, err))
-                else:
-                    volumes.append(vol.to(torch.float16))
+        volumes, errors = preprocess_volumes(self, refs, present, "CT preprocessing (fit)")
         if self.on_error == "raise":
-            self._handle_errors(errors)
+            report_read_errors(errors, self.on_error)
         if len(volumes) < 2:
             raise ValueError(
                 f"backbone='ssl' pretrains on the volumes given to fit, but only "
@@ -559,14 +431,6 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         """
         return load_ct_encoder(cls, folder, **params)
 
-    def _probe_width(self) -> int:
-        size = self.preprocessing_["spatial_size"]
-        if size is None or int(np.prod(size)) > 96**3:
-            size = (32, 32, 32)
-        x = torch.zeros((1, 1, *size), device=self.device_)
-        with torch.no_grad():
-            return int(self._features(x).shape[1])
-
     def transform(self, X):
         """Embed each CT reference.
 
@@ -580,7 +444,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         embeddings : ndarray of shape (n_samples, n_features_out), float32
         """
         out, errors = self._transform(X)
-        self._handle_errors(errors, len(out))
+        report_read_errors(errors, self.on_error, len(out))
         return out
 
     def _transform(self, X):
@@ -599,104 +463,30 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         self.n_cache_hits_ = 0
         infos: dict[int, dict] = {}
         if self.cache_dir is not None:
-            cache = EmbeddingCache(self.cache_dir, self.cache_namespace_)
-            remaining = []
-            for i in todo:
-                try:
-                    keys[i] = cache.key(content_hash(refs[i]))
-                except OSError:
-                    remaining.append(i)  # the loader reports the problem
-                    continue
-                hit = cache.get(keys[i])
-                if hit is not None and hit.shape == (self.n_features_out_,):
-                    out[i] = hit
-                    self.n_cache_hits_ += 1
-                    infos[i] = {"status": "cached"}
-                else:
-                    remaining.append(i)
-            todo = remaining
+            keys, todo, self.n_cache_hits_ = read_cache(self, refs, todo, out, infos)
         self.n_computed_ = 0
         errors: list[tuple[int, str]] = []
-        shards = self._shards(todo)
+        shards = [todo[s] for s in shard_slices(len(todo), self.n_jobs, self.batch_size)]
         if len(shards) > 1:
-            from joblib import Parallel, delayed
-
-            results = Parallel(n_jobs=self.n_jobs)(
-                delayed(_encode_shard)(self, [refs[i] for i in shard], [keys.get(i) for i in shard])
-                for shard in shards
-            )
+            tasks = [([refs[i] for i in shard], [keys.get(i) for i in shard]) for shard in shards]
+            results = map_shards(self, "_encode_shard", tasks, self.n_jobs)
         else:
             progress = self.verbose >= 1
-            results = [self._encode_rows(refs, todo, keys, progress=progress)] if todo else []
+            results = [encode_rows(self, refs, todo, keys, progress=progress)] if todo else []
         for shard, (emb, computed, shard_errors, shard_infos) in zip(shards, results, strict=True):
             out[shard] = emb
             self.n_computed_ += int(computed.sum())
             errors.extend((shard[k], err) for k, err in shard_errors)
             infos.update((shard[k], info) for k, info in shard_infos)
         if errors and self.on_error == "raise":
-            self._handle_errors(errors[:1])
+            report_read_errors(errors[:1], self.on_error)
         self.input_report_ = input_report(X, refs, infos, dict(errors), self.dicom_series)
         return out, errors
 
-    def _shards(self, todo: list[int]) -> list[list[int]]:
-        """Rows per parallel task: whole batches, so every batch is the serial one."""
-        if not todo:
-            return []
-        if self.n_jobs in (None, 1):
-            return [todo]
-        from joblib import effective_n_jobs
-
-        n_batches = -(-len(todo) // self.batch_size)
-        per_task = -(-n_batches // max(1, min(effective_n_jobs(self.n_jobs), n_batches)))
-        step = per_task * self.batch_size
-        return [todo[k : k + step] for k in range(0, len(todo), step)]
-
-    def _encode_rows(self, refs, rows, keys, *, progress=False):
-        """Encode ``refs[i]`` for ``i`` in ``rows``, writing each batch's cache entries at once.
-
-        Returns the embeddings (one row per ``rows`` item), a mask of rows
-        encoded, ``(position in rows, message)`` of each unreadable input (with
-        ``on_error="raise"`` it stops at the first one) and ``(position in rows,
-        dict)`` describing what was read.
-        """
-        cache = None
-        if self.cache_dir is not None:
-            cache = EmbeddingCache(self.cache_dir, self.cache_namespace_)
-        pos = {i: k for k, i in enumerate(rows)}
-        emb_out = np.full((len(rows), self.n_features_out_), np.nan, dtype=np.float32)
-        computed = np.zeros(len(rows), dtype=bool)
-        errors: list[tuple[int, str]] = []
-        infos: list[tuple[int, dict]] = []
-        with torch.no_grad():
-            for batch in self._iter_preprocessed(refs, rows, "CT encoding", progress):
-                good = []
-                for i, vol, err, info in batch:
-                    infos.append((pos[i], info))
-                    if err is None:
-                        good.append((i, vol))
-                    else:
-                        errors.append((pos[i], err))
-                        if self.on_error == "raise":
-                            return emb_out, computed, errors, infos
-                for group in self._same_shape_groups(good):
-                    idx = [i for i, _ in group]
-                    x = torch.stack([v for _, v in group]).to(self.device_)
-                    emb = self._features(x).float().cpu().numpy()
-                    where = [pos[i] for i in idx]
-                    emb_out[where] = emb
-                    computed[where] = True
-                    if cache is not None:
-                        for i, row in zip(idx, emb, strict=True):
-                            if keys.get(i) is not None:
-                                cache.put(keys[i], row)
-        return emb_out, computed, errors, infos
-
-    @staticmethod
-    def _same_shape_groups(items):
-        groups: dict[tuple, list] = {}
-        for i, vol in items:
-            groups.setdefault(tuple(vol.shape), []).append((i, vol))
-        return list(groups.values())
+    def _encode_shard(self, refs, keys):
+        """One parallel task of :meth:`transform`: the rows of one shard, in order."""
+        rows = list(range(len(refs)))
+        return encode_rows(self, refs, rows, dict(zip(rows, keys, strict=True)))
 
     def get_feature_names_out(self, input_features=None):
         """Output column names: ``x{j}`` (pooled) or ``t{token}_{j}`` (tokens)."""

@@ -16,18 +16,24 @@ defaults, all overridable.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .._hints import closest_match
 from ..exceptions import WeightsMismatchError
+from ._ct_pretrain import CompactCTNet, ResidualAutoencoder
 
 __all__ = [
     "BACKBONE_DEFAULTS",
     "I3ResNet152",
+    "NAMED_BACKBONES",
     "WeightsMismatchError",
+    "backbone_kind",
+    "build_backbone",
     "build_ctfm",
     "build_merlin",
     "load_state_dict_file",
@@ -332,3 +338,42 @@ def build_merlin(weights) -> nn.Module:
         path = candidates[0]
     state = merlin_encoder_state_dict(load_state_dict_file(path))
     return load_weights_strict(I3ResNet152(), state, source=str(path))
+
+
+NAMED_BACKBONES = ("ssl", "ct-fm", "merlin")
+
+
+def backbone_kind(backbone) -> str:
+    """``"module"`` for a torch module, else the backbone's name (checked)."""
+    if isinstance(backbone, nn.Module):
+        return "module"
+    if isinstance(backbone, str) and backbone in NAMED_BACKBONES:
+        return backbone
+    hint = ""
+    if isinstance(backbone, str):
+        close = closest_match(backbone, NAMED_BACKBONES)
+        hint = f" Did you mean {close!r}?" if close else ""
+    raise ValueError(
+        f"backbone={backbone!r} is not supported; pass one of {list(NAMED_BACKBONES)} "
+        f"or a torch.nn.Module (e.g. a MONAI network).{hint}"
+    )
+
+
+def build_backbone(kind: str, backbone, weights, pretext: str, seed: int) -> nn.Module:
+    """The network of ``kind`` with its weights loaded (``"ssl"``: initialised from ``seed``).
+
+    A user's module is copied, never modified.
+    """
+    if kind == "ct-fm":
+        return build_ctfm(weights)
+    if kind == "merlin":
+        return build_merlin(weights)
+    if kind == "module":
+        module = copy.deepcopy(backbone)
+    else:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            module = ResidualAutoencoder() if pretext == "reconstruction" else CompactCTNet()
+    if weights is not None:
+        load_weights_strict(module, load_state_dict_file(weights), source=str(weights))
+    return module

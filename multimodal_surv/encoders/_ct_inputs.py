@@ -1,13 +1,17 @@
-"""The column of CT references that ``CTEncoder`` takes: parsing, options, the input report."""
+"""The column of CT references that ``CTEncoder`` takes: parsing, options, errors, the report."""
 
 from __future__ import annotations
 
+import os
 import re
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
 
 from .._hints import did_you_mean
+from .._warnings import warn_user
+from ..exceptions import CTReadError
 
 
 def _is_missing(ref) -> bool:
@@ -64,6 +68,45 @@ def check_dicom_series(value) -> None:
         f"dicom_series={value!r} is neither 'largest', 'error' nor a SeriesInstanceUID "
         f"(digits and dots, e.g. '1.2.840.113619.2.55.3');{did_you_mean(value, _SERIES_RULES)} "
         "pass 'largest' (most slices, then thinnest), 'error' or the UID of the series"
+    )
+
+
+def check_token_grid(grid) -> tuple[int, int, int]:
+    """``token_grid`` as a tuple of 3 positive ints."""
+    if (
+        not isinstance(grid, list | tuple)
+        or len(grid) != 3
+        or not all(isinstance(g, Integral) and g >= 1 for g in grid)
+    ):
+        raise ValueError(f"token_grid={grid!r} must be 3 positive integers, e.g. (2, 2, 2)")
+    return tuple(int(g) for g in grid)
+
+
+def check_cache_dir(cache_dir) -> None:
+    """``cache_dir`` is None, absent (created at the first write) or a folder."""
+    if cache_dir is not None and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise ValueError(
+            f"cache_dir={str(cache_dir)!r} is a file, not a folder; pass a folder "
+            "path (created if absent) or cache_dir=None"
+        )
+
+
+def report_read_errors(errors: list[tuple[int, str]], on_error: str, n_rows=None) -> None:
+    """Raise (``on_error="raise"``) or warn once, at the caller's line, for all rows."""
+    if not errors:
+        return
+    errors = sorted(errors)
+    first = errors[0][1]
+    if on_error == "raise":
+        raise CTReadError(
+            f"{first} (row {errors[0][0]}; {len(errors)} unreadable CT inputs in total; "
+            "set on_error='nan' to encode them as missing)"
+        )
+    of = f" of {n_rows}" if n_rows is not None else ""
+    warn_user(
+        f"{len(errors)}{of} CT inputs could not be read and give NaN rows (first, row "
+        f"{errors[0][0]}: {first}); see input_report_ for every row, fix or remove "
+        "these inputs, or set on_error='raise' to stop at the first"
     )
 
 

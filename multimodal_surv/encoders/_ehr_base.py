@@ -11,14 +11,13 @@ live here, once.
 
 from __future__ import annotations
 
-import copy
 import os
 from numbers import Integral
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -26,20 +25,12 @@ from .._warnings import warn_user
 from ..datasets._event_quality import InvalidEventsReport
 from ..datasets._events import EventChunks, MEDSEvents
 from ..datasets._meds import validate_cohort
+from ._parallel import map_shards, shard_slices
 
 __all__ = ["EHREncoderBase"]
 
 #: Per-call statistics a parallel ``transform`` sums over its shards.
 _CALL_STATS = ("n_unknown_events_", "n_empty_", "n_errors_")
-
-
-def _transform_rows(encoder, X):
-    """One parallel task of ``transform`` (a module-level function pickles)."""
-    encoder = copy.copy(encoder)
-    encoder.n_jobs = None
-    encoder._events_cache = False  # a worker reads only its shard's subjects
-    out = encoder.transform(X)
-    return out, {name: getattr(encoder, name) for name in _CALL_STATS}
 
 
 def _fingerprint(frame: pd.DataFrame):
@@ -57,9 +48,10 @@ def _fingerprint(frame: pd.DataFrame):
 class EHREncoderBase(TransformerMixin, BaseEstimator):
     """Base class of the EHR encoders (not an estimator by itself).
 
-    Subclasses implement ``_fit_chunks(chunks, cohort, sid, pt)`` and
-    ``_transform_chunks(chunks, cohort, sid, pt)``; they receive the cohort's
-    ``subject_id`` and ``prediction_time`` (int64 ns) arrays and an
+    Subclasses implement ``_fit_cohort(sid, pt)`` (returns each row's number
+    of history events) and ``_transform_chunks(chunks, cohort, sid, pt)``;
+    they receive the cohort's ``subject_id`` and ``prediction_time`` (int64
+    ns) arrays and, at ``transform``, an
     :class:`~multimodal_surv.datasets._events.EventChunks` over the events of
     those subjects.
     """
@@ -223,23 +215,25 @@ class EHREncoderBase(TransformerMixin, BaseEstimator):
         return self._apply_row_errors(out)
 
     def _transform_parallel(self, X, cohort):
-        from joblib import Parallel, delayed, effective_n_jobs
-
-        subjects = np.unique(cohort["subject_id"].to_numpy())
-        n_shards = max(1, min(effective_n_jobs(self.n_jobs), subjects.size))
-        shard_of = np.searchsorted(
-            subjects[:: -(-subjects.size // n_shards)], cohort["subject_id"].to_numpy(), "right"
-        )
+        sid = cohort["subject_id"].to_numpy()
+        subjects = np.unique(sid)
+        shards = shard_slices(subjects.size, self.n_jobs)
+        starts = subjects[[s.start for s in shards]]
+        shard_of = np.searchsorted(starts, sid, "right")
         rows = [np.flatnonzero(shard_of == k) for k in np.unique(shard_of)]
-        results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_transform_rows)(self, X.iloc[r]) for r in rows
-        )
+        results = map_shards(self, "_transform_shard", [(X.iloc[r],) for r in rows], self.n_jobs)
         order = np.argsort(np.concatenate(rows), kind="stable")
         parts = [out for out, _ in results]
         out = sp.vstack(parts, format="csr") if sp.issparse(parts[0]) else np.vstack(parts)
         for name in _CALL_STATS:
             setattr(self, name, sum(stats[name] for _, stats in results))
         return out[order]
+
+    def _transform_shard(self, X):
+        """One parallel task of :meth:`transform`: reads only the shard's subjects."""
+        self._events_cache = False
+        out = self.transform(X)
+        return out, {name: getattr(self, name) for name in _CALL_STATS}
 
     def get_feature_names_out(self, input_features=None):
         """Output names ``x0 ... x{n-1}`` (``ColumnTransformer`` adds ``ehr__``).
@@ -251,8 +245,24 @@ class EHREncoderBase(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "n_embedding_")
         return np.asarray([f"x{j}" for j in range(self.n_embedding_)], dtype=object)
 
-    def _fit_start(self, X):
-        """Validate parameters shared by the encoders; the cohort arrays of ``X``."""
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the encoding from the cohort's event history (see the class description).
+
+        Only events with ``time <= prediction_time`` of the cohort rows are
+        used: the encoder never sees a row's future.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Cohort rows with ``subject_id`` and ``prediction_time``.
+        y : ignored
+
+        Returns
+        -------
+        self : object
+            The fitted encoder.
+        """
         self._check_events_given()
         cohort, sid, pt = self._cohort_arrays(X, reset=True)
         if len(cohort) == 0:
@@ -262,4 +272,15 @@ class EHREncoderBase(TransformerMixin, BaseEstimator):
             )
         self._start_rows(sid.size)
         self._fit_subjects = np.unique(sid)
-        return cohort, sid, pt
+        n_history = self._fit_cohort(sid, pt)
+        self.n_empty_ = int(np.count_nonzero(n_history == 0))
+        self.n_unknown_events_ = 0
+        self.n_errors_ = int(self._row_error.sum())
+        return self
+
+    @staticmethod
+    def _history_ranges(arrays, sid, pt):
+        """``(first, end)`` event ranges of each row's history up to its prediction time."""
+        k, end = arrays.locate(sid, pt)
+        first = np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
+        return first, end

@@ -6,7 +6,6 @@ from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..datasets._events import EventChunks
@@ -165,29 +164,14 @@ class EHRCountEncoder(EHREncoderBase):
         self.on_invalid = on_invalid
         self.n_jobs = n_jobs
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Learn the vocabulary (and TF-IDF / SVD) from the cohort's history.
-
-        Only events with ``time <= prediction_time`` of the cohort rows are used.
-
-        Parameters
-        ----------
-        X : DataFrame
-            Cohort rows with ``subject_id`` and ``prediction_time``.
-        y : ignored
-
-        Returns
-        -------
-        self : EHRCountEncoder
-        """
+    def _fit_cohort(self, sid, pt):
+        """The vocabulary (and TF-IDF / SVD) from the fit rows' history; its lengths."""
         if self.sparse_output and self.n_components is not None:
             raise ValueError(
                 "sparse_output=True returns raw counts; it cannot be combined with "
                 f"n_components={self.n_components} (SVD output is dense)."
             )
         parse_windows(self.windows)
-        cohort, sid, pt = self._fit_start(X)
         chunks = EventChunks(self._events(refresh=True), sid)
         # A MEDS folder is streamed chunk by chunk of subjects (see EventChunks).
         feat = CountFeaturizer(self.windows, self.min_count, self.max_features, self.numeric)
@@ -198,8 +182,8 @@ class EHRCountEncoder(EHREncoderBase):
             s, p = sid[rows[i]], pt[rows[i]]
             self._check_rows(arrays, s, p, rows[i], chunk=i)
             counter.add(arrays, s, p)
-            k, end = arrays.locate(s, p)
-            n_hist[rows[i]] = end - np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
+            first, end = self._history_ranges(arrays, s, p)
+            n_hist[rows[i]] = end - first
             del arrays
         self._report_invalid("fit")
         feat.fit_counter(counter)
@@ -207,10 +191,7 @@ class EHRCountEncoder(EHREncoderBase):
         self.vocabulary_ = feat.vocabulary_
         self.numeric_codes_ = feat.numeric_codes_
         self._fit_reduction(chunks, rows, sid, pt)
-        self.n_empty_ = int(np.count_nonzero(n_hist == 0))
-        self.n_unknown_events_ = 0
-        self.n_errors_ = int(self._row_error.sum())
-        return self
+        return n_hist
 
     def _fit_reduction(self, chunks, rows, sid, pt) -> None:
         """TF-IDF / SVD on the fit rows' counts; the output description."""

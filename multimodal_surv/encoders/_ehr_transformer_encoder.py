@@ -8,7 +8,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
@@ -214,25 +213,12 @@ class EHRTransformerEncoder(EHREncoderBase):
         self.verbose = verbose
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Pretrain (or load) the transformer on the cohort's history.
+    def _fit_cohort(self, sid, pt):
+        """Pretrain (or load) the model on the fit rows' history; its lengths.
 
-        Only events with ``time <= prediction_time`` of the cohort rows are
-        used (per subject, up to its latest prediction time), both for the
-        vocabulary and for pretraining: the model never sees a row's future.
-
-        Parameters
-        ----------
-        X : DataFrame
-            Cohort rows with ``subject_id`` and ``prediction_time``.
-        y : ignored
-
-        Returns
-        -------
-        self : EHRTransformerEncoder
+        The vocabulary and pretraining use each subject's events up to its
+        latest prediction time only: the model never sees a row's future.
         """
-        cohort, sid, pt = self._fit_start(X)
         self.device_ = resolve_device(self.device)
         arrays = event_arrays(self._events(refresh=True), subjects=np.unique(sid))
         self._check_rows(arrays, sid, pt, slice(None))
@@ -248,14 +234,11 @@ class EHRTransformerEncoder(EHREncoderBase):
             else:
                 corpus = arrays
                 last = pd.Series(pt).groupby(sid).max()
-                first, end = self._histories(corpus, last.index.to_numpy(), last.to_numpy())
+                first, end = self._history_ranges(corpus, last.index.to_numpy(), last.to_numpy())
             self._pretrain(corpus, first, end)
         self.n_embedding_ = self.model_.hparams["hidden_size"] * (self.n_tokens or 1)
-        first, end = self._histories(arrays, sid, pt)
-        self.n_empty_ = int(np.count_nonzero(end == first))
-        self.n_unknown_events_ = 0
-        self.n_errors_ = int(self._row_error.sum())
-        return self
+        first, end = self._history_ranges(arrays, sid, pt)
+        return end - first
 
     def get_feature_names_out(self, input_features=None):
         """Output names: ``x{j}``, or ``t{i}_{j}`` with ``n_tokens``.
@@ -281,13 +264,6 @@ class EHRTransformerEncoder(EHREncoderBase):
         pos = np.minimum(np.searchsorted(self.vocabulary_, arrays.codes), V - 1)
         hit = self.vocabulary_[pos] == arrays.codes
         return np.where(hit, pos + len(SPECIAL_TOKENS), UNK).astype(np.int64)
-
-    @staticmethod
-    def _histories(arrays, sid, pt):
-        """``(first, end)`` event ranges up to each row's prediction time."""
-        k, end = arrays.locate(sid, pt)
-        first = np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
-        return first, end
 
     def _load_weights(self, folder):
         model, codes, _ = load_pretrained(folder)
@@ -400,7 +376,7 @@ class EHRTransformerEncoder(EHREncoderBase):
             r = rows[i]
             s, p = sid[r], pt[r]
             self._check_rows(arrays, s, p, r, chunk=i)
-            first, end = self._histories(arrays, s, p)
+            first, end = self._history_ranges(arrays, s, p)
             tokens = self._token_map(arrays)
             _, idx, _ = expand_ranges(first, end)
             n_unknown += int(np.count_nonzero(tokens[arrays.code_ids[idx]] == UNK))
