@@ -195,6 +195,17 @@ def _check_args(args):
                 )
     if args.cv is not None and args.balance is not None and len(args.balance) > 1:
         raise ValueError("--cv runs one cohort; drop the --balance sweep or --cv.")
+    if args.cv is not None:  # nested CV reports Harrell's C per outer fold only
+        for option, value in (
+            ("--horizons", args.horizons),
+            ("--bootstrap", args.bootstrap),
+            ("--metric-bootstrap", args.metric_bootstrap),
+        ):
+            if value is not None:
+                raise ValueError(
+                    f"{option} does not apply to --cv (nested cross-validation reports "
+                    f"Harrell's C over the outer folds, without a bootstrap); drop {option}."
+                )
     if not (args.device in ("cpu", "cuda", "auto") or args.device.startswith("cuda:")):
         raise ValueError(f"--device {args.device!r} must be cpu, cuda, cuda:N or auto.")
 
@@ -278,7 +289,10 @@ def _nested(args, out, common, user_data):
     _mark(out)
     balance = (args.balance or [0.5])[0]
     data = user_data if user_data is not None else _synthetic_cohort(args, out, balance)
-    table, summary = run_nested_cv(data, cv=args.cv, out=out, **common)
+    table, summary = run_nested_cv(
+        data, cv=args.cv, out=out, ct_backbone=args.ct_backbone, ct_weights=args.ct_weights,
+        **common,
+    )  # fmt: skip
     print(summary["headline"] + "\n")
     print(markdown_table(table))
     print(f"written: {out}/table.md, table.csv, metadata.json\n")

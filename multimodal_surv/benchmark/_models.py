@@ -12,6 +12,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GroupKFold, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
 from sksurv.base import SurvivalAnalysisMixin
 from sksurv.linear_model import CoxnetSurvivalAnalysis
 
@@ -108,6 +109,9 @@ class TunedCoxnet(SurvivalAnalysisMixin, BaseEstimator):
     cv_scores_ : ndarray of shape (n_alphas,)
         Mean inner-fold C of each ``alpha`` of ``path_.alphas_``.
     unique_times_ : ndarray
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` has string column names.
     """
 
     def __init__(self, l1_ratio=0.5, n_alphas=30, alpha_min_ratio=0.01, cv=3, random_state=None):
@@ -140,7 +144,12 @@ class TunedCoxnet(SurvivalAnalysisMixin, BaseEstimator):
         -------
         self
         """
-        X = np.asarray(X, dtype=float)
+        if y is None:
+            raise ValueError(
+                "TunedCoxnet requires y to be passed, but the target y is None; pass a "
+                "structured array of (event, time), e.g. sksurv.util.Surv.from_arrays."
+            )
+        X = validate_data(self, X, dtype=float)
         alphas = self._path().fit(X, y).alphas_
         if groups is None:
             splits = KFold(self.cv, shuffle=True, random_state=self.random_state).split(X)
@@ -165,17 +174,20 @@ class TunedCoxnet(SurvivalAnalysisMixin, BaseEstimator):
 
     @property
     def unique_times_(self):
+        check_is_fitted(self)
         return self.path_.unique_times_
 
     def predict(self, X):
         """Linear predictor (log-hazard ratio) of each sample at the chosen ``alpha``."""
-        return self.path_.predict(np.asarray(X, dtype=float), alpha=self.alpha_)
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=float, reset=False)
+        return self.path_.predict(X, alpha=self.alpha_)
 
     def predict_survival_function(self, X, return_array=False):
         """Survival function of each sample at the chosen ``alpha`` (Breslow baseline)."""
-        return self.path_.predict_survival_function(
-            np.asarray(X, dtype=float), alpha=self.alpha_, return_array=return_array
-        )
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=float, reset=False)
+        return self.path_.predict_survival_function(X, alpha=self.alpha_, return_array=return_array)
 
 
 def _cindex(y, risk):

@@ -52,6 +52,8 @@ def run_nested_cv(
     models=None,
     n_jobs=None,
     verbose=0,
+    ct_backbone="ssl",
+    ct_weights=None,
 ):
     """Nested cross-validation of every model on the whole cohort.
 
@@ -76,6 +78,8 @@ def run_nested_cv(
         Inner folds of the selection.
     out, quick, fusion_ehr, device, random_state : see :func:`run_benchmark`
     cache_dir, embeddings, models, n_jobs, verbose : see :func:`run_benchmark`
+    ct_backbone, ct_weights : default="ssl", None
+        The CT encoder's backbone and weights (see :func:`encode_cohort`).
 
     Returns
     -------
@@ -99,6 +103,7 @@ def run_nested_cv(
         embeddings = encode_cohort(
             data, quick=quick, random_state=random_state, cache_dir=cache_dir,
             verbose=log, fit_rows=np.ones(len(cohort), bool), device=device,
+            ct_backbone=ct_backbone, ct_weights=ct_weights,
         )  # fmt: skip
     outer = GroupKFold(n_splits=cv, shuffle=True, random_state=random_state)
     folds = []
@@ -113,7 +118,9 @@ def run_nested_cv(
         table.to_csv(out / "table.csv", index=False, float_format="%.4f")
         (out / "table.md").write_text(summary["headline"] + "\n\n" + markdown_table(table))
         options = {"cv": cv, "selection_folds": selection_folds, "quick": quick,
-                   "fusion_ehr": fusion_ehr, "random_state": random_state}  # fmt: skip
+                   "fusion_ehr": fusion_ehr, "random_state": random_state,
+                   "ct_backbone": ct_backbone,
+                   "ct_weights": None if ct_weights is None else str(ct_weights)}  # fmt: skip
         meta = metadata(options, time.perf_counter() - start)
         (out / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return table, summary
