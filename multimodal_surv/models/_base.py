@@ -372,7 +372,7 @@ class SurvivalNet(SurvivalAnalysisMixin, SkorchAdapter, NeuralNet):
                 risk = self._predict_risk(X)
         finally:
             self.validation_fraction, self.max_epochs = saved
-            for name in ("_fit_groups", "_stacking_data", "_stacking_fallback"):
+            for name in ("_fit_groups", "_stacking_data", "_stacking_fallback", "_stacking_folds"):
                 self.__dict__.pop(name, None)
         self._fit_baseline(risk, event, time)
         check_risk_spread(self, risk)

@@ -8,7 +8,7 @@ from skorch.callbacks import Callback
 
 from ..metrics import concordance_index
 
-__all__ = ["EpochProgressBar", "ValidationConcordance"]
+__all__ = ["EpochProgressBar", "StackingRecorder", "ValidationConcordance"]
 
 
 class ValidationConcordance(Callback):
@@ -65,3 +65,53 @@ class EpochProgressBar(Callback):
         bar = self.__dict__.pop("_bar", None)
         if bar is not None:
             bar.close()
+
+
+class StackingRecorder(Callback):
+    """Keep, after each epoch, the validation risks that cross-fitted stacking needs.
+
+    For every epoch it stores the risks to be stacked and the risks whose
+    C-index chooses the epochs (from the estimator's ``_stacking_inputs`` and
+    ``_selection_risks`` applied to the validation output), so that the
+    stacking can later take each validation fold's risks at the epoch chosen
+    on the other folds (:func:`crossfit_risks`). :meth:`pop` hands them over
+    and forgets them; a fitted model keeps nothing.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        self._epochs, self._missing = [], None
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._batches = []
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        if training:
+            return
+        risks, missing = net._stacking_inputs(kwargs["y_pred"])
+        selection = net._selection_risks(kwargs["y_pred"])
+        self._batches.append((risks.detach().cpu(), missing.cpu(), selection.detach().cpu()))
+
+    def on_epoch_end(self, net, **kwargs):
+        if not self._batches:
+            return
+        risks, missing, selection = (torch.cat(parts) for parts in zip(*self._batches))
+        self._epochs.append((risks.double().numpy(), selection.double().numpy()))
+        self._missing = missing.numpy()
+        self._batches = []
+
+    def pop(self):
+        """``(risks, selection, missing)`` over the epochs, then forget them.
+
+        Returns
+        -------
+        risks : ndarray, shape (n_epochs, n, k) or None
+            None when no epoch was recorded.
+        selection : ndarray, shape (n_epochs, n, u)
+        missing : ndarray of bool, shape (n, k)
+        """
+        epochs, missing = self.__dict__.pop("_epochs", []), self.__dict__.pop("_missing", None)
+        self.__dict__.pop("_batches", None)
+        if not epochs:
+            return None, None, None
+        risks, selection = (np.stack(parts) for parts in zip(*epochs))
+        return risks, selection, missing

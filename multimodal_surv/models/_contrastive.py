@@ -42,7 +42,11 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
     Trained end to end, the fused head overfits a modality that carries no
     signal and learns from fewer rows when a modality is often missing; the
     stacking lets held-out rows decide how far to trust it, and each encoder
-    learns from every row that has its modality. ``unimodal_weight=0``
+    learns from every row that has its modality. The stacking is cross-fitted
+    as in :class:`LateFusionSurvival`: each of 5 folds of the validation rows
+    brings its three risks at the epoch early stopping would have chosen on
+    the other folds, so the weights are not fitted on risks whose epoch their
+    own rows chose. ``unimodal_weight=0``
     trains and predicts with the fused head alone (the plain contrastive
     model of [2]_).
 
@@ -237,23 +241,23 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
     def _stacks(self):
         return self.unimodal_weight > 0
 
-    def _fit_combination(self, data):
-        """Stack the fused and the modality risks on held-out rows."""
-        if self.unimodal_weight == 0:
-            return
-        module = self.module_
-        module.eval()
-        with torch.no_grad():
-            out = module(data.X.to(self.device))
-        parts, missing = out[4].cpu(), out[5].cpu()
+    # One early stopping, on the combined risk, chooses the epoch of all three.
+    _selection_units = (0, 0, 0)
+
+    def _stacking_inputs(self, output):
         # The fused risk of a row without either modality is not trained (its
         # stratum's risks are all equal): a fitted constant replaces it.
-        missing = torch.cat([missing.all(dim=1, keepdim=True), missing], dim=1)
-        weights, fills = self._combine(parts, missing, data)
-        with torch.no_grad():
-            module.combination.copy_(weights.to(module.combination))
-            module.missing_risk.copy_(fills[1:].to(module.missing_risk))
-            module.fused_missing_risk.copy_(fills[0].to(module.fused_missing_risk))
+        parts, missing = output[4], output[5]
+        return parts, torch.cat([missing.all(dim=1, keepdim=True), missing], dim=1)
+
+    def _selection_risks(self, output):
+        return self.risk_from_output(output)[:, None]
+
+    def _set_combination(self, weights, fills):
+        module = self.module_
+        module.combination.copy_(weights.to(module.combination))
+        module.missing_risk.copy_(fills[1:].to(module.missing_risk))
+        module.fused_missing_risk.copy_(fills[0].to(module.fused_missing_risk))
 
     @property
     def combination_weights_(self):

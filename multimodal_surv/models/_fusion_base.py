@@ -21,15 +21,14 @@ from skorch.utils import to_tensor
 from .._hints import did_you_mean, preview
 from ..nn import cox_partial_likelihood
 from ._base import SurvivalNet
-from ._split import halve_rows
-from ._stacking import MIN_STACKING_EVENTS, equal_combination, fit_risk_combination
+from ._stacking_mixin import StackingMixin
 
 __all__ = ["FusionSurvivalNet"]
 
 _TOKEN_NAME = re.compile(r"^t(\d+)_(\d+)$")
 
 
-class FusionSurvivalNet(SurvivalNet):
+class FusionSurvivalNet(StackingMixin, SurvivalNet):
     """Base of the fusion estimators: modality resolution, tokens, missing masks.
 
     Not used directly; subclasses define the parameters and the module. In
@@ -297,49 +296,6 @@ class FusionSurvivalNet(SurvivalNet):
         )
 
     # ------------------------------------------------------------------ training
-    def get_split_datasets(self, X, y=None, **fit_params):
-        if not self._stacks() or self.train_split is not None or self.validation_fraction is None:
-            train, valid = super().get_split_datasets(X, y, **fit_params)
-            # Kept for the stacking step after training (the training rows
-            # when there is no validation split).
-            self._stacking_data = valid if valid is not None else train
-            return train, valid
-        dataset = self.get_dataset(X, y)
-        train_idx, valid_idx = self._validation_indices(dataset)
-        event = dataset.y[valid_idx, 1] > 0.5
-        n_events = int(event.sum())
-        if self._stacking_rows == "same":
-            select_idx = stack_idx = valid_idx
-        elif n_events < 2 * MIN_STACKING_EVENTS:
-            # Too few events to give the weights rows of their own: the whole
-            # validation split chooses the epochs, and the weights are equal.
-            select_idx = stack_idx = valid_idx
-            self._stacking_fallback = n_events
-        else:
-            # Each head's best epoch is chosen on one half of the validation
-            # rows and the stacking weights are fitted on the other half: on
-            # the same rows the weights would reward the heads whose epoch
-            # was picked on those rows' noise.
-            groups = getattr(self, "_fit_groups", None)
-            first, second = halve_rows(event, None if groups is None else groups[valid_idx])
-            select_idx, stack_idx = valid_idx[first], valid_idx[second]
-        self._stacking_data = dataset.subset(stack_idx)
-        return dataset.subset(train_idx), dataset.subset(select_idx)
-
-    def _stacks(self):
-        """Whether this model fits stacking weights after training (no by default)."""
-        return False
-
-    # Rows the stacking weights are fitted on: "same" (the whole validation
-    # split, which also chose each head's best epoch) or "separate" (one half
-    # chooses the epochs, the other fits the weights). Measured on the
-    # two-modality generator of the test suite (seeds 20-22, 1000 training
-    # rows, held-out C), separate rows changed late / contrastive fusion by
-    # +0.004 / -0.002 on complete data and by -0.020 / -0.008 with 30 % of
-    # CT and 10 % of EHR missing: the weights' optimism costs less than
-    # halving the rows of the epoch choice and of the missing-modality fills.
-    _stacking_rows = "same"
-
     def _modality_cox_loss(self, risks, missing, y_true):
         """Sum of one Cox loss per column of ``risks``, each on the rows where it is present.
 
@@ -385,44 +341,6 @@ class FusionSurvivalNet(SurvivalNet):
                     risk[rows], y_true[rows, 0], y_true[rows, 1], ties=self.ties
                 )
         return loss / y_true[:, 1].sum().clamp_min(1)
-
-    def _after_training(self, X, event, time):
-        data = self.__dict__.pop("_stacking_data", None)  # never kept on the fitted model
-        if data is not None:
-            self._fit_combination(data)
-
-    def _combine(self, risks, missing, data):
-        """Stacking weights and fills for the ``risks`` of the stacking rows ``data``.
-
-        Fitted by :func:`fit_risk_combination`, unless the validation split
-        holds fewer than ``2 * MIN_STACKING_EVENTS`` events (or the stacking
-        rows fewer than ``MIN_STACKING_EVENTS``): then equal weights and each
-        risk's mean as its fill, with a warning.
-        """
-        n_events = self.__dict__.pop("_stacking_fallback", None)
-        if n_events is None and int(data.y[:, 1].sum()) >= MIN_STACKING_EVENTS:
-            return fit_risk_combination(risks, missing, data.y[:, 0], data.y[:, 1], ties=self.ties)
-        if isinstance(n_events, str):  # the small-cohort rule, which has warned
-            return equal_combination(risks, missing)
-        n_events = int(data.y[:, 1].sum()) if n_events is None else n_events
-        warnings.warn(
-            f"{type(self).__name__}: the validation split holds {n_events} events, too few "
-            f"to fit the combination weights on rows of their own (at least "
-            f"{2 * MIN_STACKING_EVENTS} needed); every risk gets weight 1 instead. With "
-            "more rows, or a larger validation_fraction (now "
-            f"{self.validation_fraction}), the weights are fitted.",
-            UserWarning,
-            stacklevel=5,
-        )
-        return equal_combination(risks, missing)
-
-    def _fit_combination(self, data):
-        """Fit how risk scores are combined, on held-out rows (no-op here).
-
-        ``data`` is the validation dataset (or the training set without a
-        validation split); its ``X`` and ``y`` tensors hold the features and
-        ``(time, event)``.
-        """
 
     def infer(self, x, **fit_params):
         x = to_tensor(x, device=self.device)

@@ -90,6 +90,16 @@ class LateFusionSurvival(FusionSurvivalNet):
     never dropped. With ``validation_fraction=None`` the weights are fitted on
     the training rows.
 
+    The stacking is cross-fitted, so that the weights are not fitted on risks
+    whose epoch their own rows chose: the validation rows are split into 5
+    event-stratified folds (whole subjects with ``fit(..., groups=...)``);
+    each fold brings its risks at the epochs each head reached its best C on
+    the other four folds (the validation risks of every epoch are kept during
+    training, and dropped after it); the weights are fitted on these
+    out-of-fold risks of all validation rows. The heads of the fitted model
+    keep their best epoch on all validation rows; training itself is the same
+    as without cross-fitting.
+
     Modalities come from the ``"<name>__"`` column prefixes of a DataFrame
     (e.g. ``ColumnTransformer(...).set_output(transform="pandas")``) or from
     ``modalities``. Exactly two are needed.
@@ -227,16 +237,22 @@ class LateFusionSurvival(FusionSurvivalNet):
     def _stacks(self):
         return True
 
-    def _fit_combination(self, data):
-        """Fit the combination weights and missing-modality risks on held-out rows."""
-        module = self.module_
-        module.eval()
-        with torch.no_grad():
-            _, per_modality, _, missing = module(data.X.to(self.device))
-        weights, fills = self._combine(per_modality.cpu(), missing.cpu(), data)
-        with torch.no_grad():
-            module.weights.copy_(weights.to(module.weights))
-            module.missing_risk.copy_(fills.to(module.missing_risk))
+    def _selects_epochs(self):
+        # Each head's best epoch is restored even without patience.
+        return True
+
+    # Each head's epoch is chosen by its own validation C-index.
+    _selection_units = (0, 1)
+
+    def _stacking_inputs(self, output):
+        return output[1], output[3]
+
+    def _selection_risks(self, output):
+        return output[1]
+
+    def _set_combination(self, weights, fills):
+        self.module_.weights.copy_(weights.to(self.module_.weights))
+        self.module_.missing_risk.copy_(fills.to(self.module_.missing_risk))
 
     def predict_modality_risks(self, X):
         """Risk of each modality's head (before weighting); NaN where it is missing.

@@ -1,15 +1,31 @@
-"""Stacking of several risk scores by a Cox model fitted on held-out rows."""
+"""Stacking of several risk scores by a Cox model fitted on held-out rows, cross-fitted."""
 
 from __future__ import annotations
 
-import torch
+import warnings
 
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedGroupKFold
+
+from ..metrics import concordance_index
 from ..nn import cox_partial_likelihood
 
-__all__ = ["MIN_STACKING_EVENTS", "equal_combination", "fit_risk_combination"]
+__all__ = [
+    "MIN_STACKING_EVENTS",
+    "STACKING_FOLDS",
+    "best_epoch",
+    "concordance_by_epoch",
+    "crossfit_risks",
+    "equal_combination",
+    "fit_risk_combination",
+    "stacking_folds",
+]
 
 # Fewer events than this in the stacking rows: equal weights instead of fitted ones.
 MIN_STACKING_EVENTS = 10
+# Folds of the validation rows in cross-fitted stacking.
+STACKING_FOLDS = 5
 
 
 def fit_risk_combination(risks, missing, time, event, *, ties="efron", ridge=1e-2):
@@ -93,3 +109,180 @@ def equal_combination(risks, missing):
     observed = ~missing
     fills = torch.where(observed, risks, 0.0).sum(0) / observed.sum(0).clamp_min(1)
     return torch.ones(risks.shape[1], dtype=torch.float64), fills
+
+
+def concordance_by_epoch(risks, event, time, *, tied_tol=1e-8):
+    """Harrell's C of each row of ``risks``, vectorised over the epochs.
+
+    The pairs that are comparable depend on the times and events only, so
+    they are found once; each epoch then costs one pass over them. The
+    definition (ties included) is that of
+    :func:`sksurv.metrics.concordance_index_censored`. Past about ten million
+    comparable pairs it calls :func:`~multimodal_surv.concordance_index` per
+    epoch instead.
+
+    Parameters
+    ----------
+    risks : ndarray, shape (n_epochs, n)
+    event, time : ndarray, shape (n,)
+    tied_tol : float, default=1e-8
+
+    Returns
+    -------
+    cindex : ndarray, shape (n_epochs,)
+        NaN when no pair is comparable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> time, event = np.arange(4.0), np.ones(4, bool)
+    >>> concordance_by_epoch(np.array([-time, time]), event, time).tolist()
+    [1.0, 0.0]
+    """
+    event = np.asarray(event, dtype=bool)
+    earlier = time[:, None] < time[None, :]
+    censored_tie = (time[:, None] == time[None, :]) & ~event[None, :]
+    first, second = np.nonzero(event[:, None] & (earlier | censored_tie))
+    if len(first) == 0:
+        return np.full(len(risks), np.nan)
+    if len(first) > 10_000_000:
+        return np.array([concordance_index(event, time, r, tied_tol=tied_tol) for r in risks])
+    scores = np.empty(len(risks))
+    step = max(1, 10_000_000 // len(first))
+    for start in range(0, len(risks), step):
+        diff = risks[start : start + step, first] - risks[start : start + step, second]
+        tied = np.abs(diff) <= tied_tol
+        scores[start : start + step] = ((diff > tied_tol) + 0.5 * tied).mean(axis=1)
+    return scores
+
+
+def best_epoch(scores_risks, event, time, *, threshold=1e-4):
+    """The epoch early stopping keeps: the first whose C-index beats every earlier one.
+
+    An epoch counts as best when its Harrell's C exceeds the best so far by
+    more than ``threshold`` (the rule of :class:`skorch.callbacks.EarlyStopping`
+    with ``threshold_mode="abs"`` and of the per-head stopping of late
+    fusion). Rows whose risk is not finite in the first epoch (an absent
+    modality) are left out.
+
+    Parameters
+    ----------
+    scores_risks : ndarray, shape (n_epochs, n)
+        Risks of the rows after each epoch.
+    event, time : ndarray, shape (n,)
+    threshold : float, default=1e-4
+
+    Returns
+    -------
+    epoch : int
+        Index into the epochs; the last epoch when no C-index is defined.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> time, event = np.arange(4.0), np.ones(4, bool)
+    >>> best_epoch(np.array([time, -time, -time]), event, time)
+    1
+    """
+    present = np.isfinite(scores_risks[0])
+    scores = concordance_by_epoch(scores_risks[:, present], event[present], time[present])
+    best, best_score = len(scores_risks) - 1, -np.inf
+    for epoch, score in enumerate(scores):
+        if np.isfinite(score) and score > best_score + threshold:
+            best, best_score = epoch, score
+    return best
+
+
+def stacking_folds(event, groups, n_folds, seed):
+    """Event-stratified folds of the stacking rows, whole subjects with ``groups``.
+
+    Parameters
+    ----------
+    event : ndarray of bool, shape (n,)
+    groups : ndarray of int, shape (n,), or None
+        Subject of each row; ``None`` makes each row its own subject.
+    n_folds : int
+        Reduced to the number of events (at least 2).
+    seed : int
+
+    Returns
+    -------
+    folds : ndarray of int, shape (n,)
+        Fold of each row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> folds = stacking_folds(np.arange(20) % 2 == 0, None, 5, seed=0)
+    >>> np.bincount(folds).tolist()
+    [4, 4, 4, 4, 4]
+    """
+    event = np.asarray(event, dtype=bool)
+    n_folds = max(2, min(n_folds, int(event.sum())))
+    groups = np.arange(len(event)) if groups is None else np.asarray(groups)
+    cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed % 2**32)
+    folds = np.empty(len(event), dtype=np.intp)
+    with warnings.catch_warnings():
+        # few censored rows: sklearn warns that a class has fewer members than folds
+        warnings.simplefilter("ignore", UserWarning)
+        for k, (_, rows) in enumerate(cv.split(np.zeros(len(event)), event, groups)):
+            folds[rows] = k
+    return folds
+
+
+def crossfit_risks(risks, selection, units, event, time, folds, *, threshold=1e-4):
+    """Out-of-fold stacking inputs: each fold's risks at the epochs the other folds chose.
+
+    Each model whose risks are stacked keeps the weights of its best epoch
+    on the validation rows. Stacked on those same rows, the combination
+    weights are optimistic: a head's epoch was picked on the rows' own
+    noise. Here, for each fold of the validation rows, each head's epoch is
+    chosen (by :func:`best_epoch`) on the other folds only, and the fold's
+    rows contribute their risks at that epoch. No row's risk was chosen with
+    its own outcome.
+
+    Parameters
+    ----------
+    risks : ndarray, shape (n_epochs, n, k)
+        The k risks to stack, for each validation row after each epoch.
+    selection : ndarray, shape (n_epochs, n, u)
+        The risks whose C-index chooses the epoch of each of u selection
+        units (NaN where a row does not count).
+    units : sequence of int, length k
+        The selection unit whose epoch each stacked risk takes.
+    event, time : ndarray, shape (n,)
+    folds : ndarray of int, shape (n,)
+    threshold : float, default=1e-4
+
+    Returns
+    -------
+    oof : ndarray, shape (n, k)
+    epochs : ndarray of int, shape (n_folds, u)
+        The epoch chosen for each fold (in the order of ``np.unique(folds)``)
+        and unit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> time, event = np.arange(4.0), np.ones(4, bool)
+    >>> good, bad = -time, time  # early events, high risk: C = 1 / C = 0
+    >>> # epoch 0 ranks fold 0 (rows 0, 1) right, epoch 1 fold 1 (rows 2, 3)
+    >>> epoch0 = np.array([good[0], good[1], bad[2], bad[3]])
+    >>> epoch1 = np.array([bad[0], bad[1], good[2], good[3]])
+    >>> risks = np.stack([epoch0, epoch1])[:, :, None]
+    >>> oof, epochs = crossfit_risks(risks, risks, [0], event, time, np.array([0, 0, 1, 1]))
+    >>> epochs.ravel().tolist()  # each fold takes the epoch that suits the other
+    [1, 0]
+    """
+    fold_ids = np.unique(folds)
+    oof = np.full(risks.shape[1:], np.nan)
+    epochs = np.empty((len(fold_ids), selection.shape[2]), dtype=np.intp)
+    for i, fold in enumerate(fold_ids):
+        rest, rows = folds != fold, folds == fold
+        for u in range(selection.shape[2]):
+            epochs[i, u] = best_epoch(
+                selection[:, rest, u], event[rest], time[rest], threshold=threshold
+            )
+        for col, u in enumerate(units):
+            oof[rows, col] = risks[epochs[i, u], rows, col]
+    return oof, epochs
