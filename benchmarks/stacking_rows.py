@@ -91,7 +91,8 @@ def _paired_fit(name, seed, X_train, y_train):
     return model, seen["data"]
 
 
-def run_seed(seed, check=False):
+def run_seed(seed, check=False, report=print):
+    """Score the three ways on one seed; ``report(row)`` after each model."""
     rows = []
     for case, missing in CASES.items():
         X_train, y_train, X_test, y_test = _data(seed, missing)
@@ -112,8 +113,8 @@ def run_seed(seed, check=False):
             separate._stacking_rows = "separate"
             row["separate"] = separate.fit(X_train, y_train).score(X_test, y_test)
             row["seconds"] = time.perf_counter() - start
-            print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
             rows.append(row)
+            report(row)
     return rows
 
 
@@ -140,21 +141,30 @@ def main(argv=None):
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message=".*reached max_epochs")
     rows = []
+
+    def report(row):
+        print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+        rows.append(row)
+        write_results(pd.DataFrame(rows))
+
     for i, seed in enumerate(args.seeds):
-        rows += run_seed(seed, check=args.check and i == 0)
-        raw = pd.DataFrame(rows)
-        header = (
-            "# Stacking rows of late and contrastive fusion\n\n"
-            f"Held-out C, mean over seeds {sorted(set(raw['seed']))} of the two-modality "
-            f"generator (tests/test_fusion_synthetic.py), {N_TRAIN} training / {N_TEST} "
-            "test rows; missing: 30 % of the training rows without CT, 10 % without EHR. "
-            "Differences are paired by seed (SE over seeds). "
-            "Run: `python benchmarks/stacking_rows.py`."
-        )
-        text = write_table("stacking_rows", summary(raw), header)
-        per_seed = raw.round(4).to_markdown(index=False)
-        path = ROOT / "benchmarks" / "results" / "stacking_rows.md"
-        path.write_text(text + "\nPer seed:\n\n" + per_seed + "\n")
+        run_seed(seed, check=args.check and i == 0, report=report)
+
+
+def write_results(raw):
+    """Print the summary of ``raw`` (one row per seed, case and model) and write both."""
+    header = (
+        "# Stacking rows of late and contrastive fusion\n\n"
+        f"Held-out C, mean over seeds {sorted(set(raw['seed']))} of the two-modality "
+        f"generator (tests/test_fusion_synthetic.py), {N_TRAIN} training / {N_TEST} "
+        "test rows; missing: 30 % of the training rows without CT, 10 % without EHR. "
+        "Differences are paired by seed (SE over seeds). "
+        "Run: `python benchmarks/stacking_rows.py`."
+    )
+    text = write_table("stacking_rows", summary(raw), header)
+    per_seed = raw.round(4).to_markdown(index=False)
+    path = ROOT / "benchmarks" / "results" / "stacking_rows.md"
+    path.write_text(text + "\nPer seed:\n\n" + per_seed + "\n")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ __all__ = [
     "MIN_STACKING_EVENTS",
     "STACKING_FOLDS",
     "best_epoch",
-    "concordance_by_epoch",
     "crossfit_risks",
     "equal_combination",
     "fit_risk_combination",
@@ -111,51 +110,6 @@ def equal_combination(risks, missing):
     return torch.ones(risks.shape[1], dtype=torch.float64), fills
 
 
-def concordance_by_epoch(risks, event, time, *, tied_tol=1e-8):
-    """Harrell's C of each row of ``risks``, vectorised over the epochs.
-
-    The pairs that are comparable depend on the times and events only, so
-    they are found once; each epoch then costs one pass over them. The
-    definition (ties included) is that of
-    :func:`sksurv.metrics.concordance_index_censored`. Past about ten million
-    comparable pairs it calls :func:`~multimodal_surv.concordance_index` per
-    epoch instead.
-
-    Parameters
-    ----------
-    risks : ndarray, shape (n_epochs, n)
-    event, time : ndarray, shape (n,)
-    tied_tol : float, default=1e-8
-
-    Returns
-    -------
-    cindex : ndarray, shape (n_epochs,)
-        NaN when no pair is comparable.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> time, event = np.arange(4.0), np.ones(4, bool)
-    >>> concordance_by_epoch(np.array([-time, time]), event, time).tolist()
-    [1.0, 0.0]
-    """
-    event = np.asarray(event, dtype=bool)
-    earlier = time[:, None] < time[None, :]
-    censored_tie = (time[:, None] == time[None, :]) & ~event[None, :]
-    first, second = np.nonzero(event[:, None] & (earlier | censored_tie))
-    if len(first) == 0:
-        return np.full(len(risks), np.nan)
-    if len(first) > 10_000_000:
-        return np.array([concordance_index(event, time, r, tied_tol=tied_tol) for r in risks])
-    scores = np.empty(len(risks))
-    step = max(1, 10_000_000 // len(first))
-    for start in range(0, len(risks), step):
-        diff = risks[start : start + step, first] - risks[start : start + step, second]
-        tied = np.abs(diff) <= tied_tol
-        scores[start : start + step] = ((diff > tied_tol) + 0.5 * tied).mean(axis=1)
-    return scores
-
-
 def best_epoch(scores_risks, event, time, *, threshold=1e-4):
     """The epoch early stopping keeps: the first whose C-index beats every earlier one.
 
@@ -185,10 +139,16 @@ def best_epoch(scores_risks, event, time, *, threshold=1e-4):
     1
     """
     present = np.isfinite(scores_risks[0])
-    scores = concordance_by_epoch(scores_risks[:, present], event[present], time[present])
+    event, time = np.asarray(event, dtype=bool)[present], time[present]
     best, best_score = len(scores_risks) - 1, -np.inf
-    for epoch, score in enumerate(scores):
-        if np.isfinite(score) and score > best_score + threshold:
+    if present.sum() < 2 or not event.any():
+        return best
+    for epoch, risk in enumerate(scores_risks[:, present]):
+        try:
+            score = concordance_index(event, time, risk)
+        except ValueError:  # no comparable pair, or a non-finite risk
+            continue
+        if score > best_score + threshold:
             best, best_score = epoch, score
     return best
 

@@ -27,8 +27,9 @@ class StackingMixin:
     risk heads on the validation split, then fits the combination weights and
     the risks used for a missing modality (:func:`fit_risk_combination`) on
     the validation rows. Fitted on the risks of the final model, those
-    weights would be optimistic: each head's epoch was picked on the same
-    rows' noise. So, by default, the validation rows are split into
+    weights are optimistic: each head's epoch was picked on the same rows'
+    noise. With cross-fitting (``_stacking_rows = "crossfit"``), the
+    validation rows are split into
     ``STACKING_FOLDS`` event-stratified folds (whole subjects with
     ``groups``), the validation risks of every epoch are recorded
     (:class:`StackingRecorder`), and each fold contributes its risks at the
@@ -51,7 +52,7 @@ class StackingMixin:
     # risks (their epochs were chosen on those same rows); "separate": one
     # half of the validation split chooses the epochs, the other fits the
     # weights. Compared in benchmarks/stacking_rows.py (docs/fusion.md).
-    _stacking_rows = "crossfit"
+    _stacking_rows = "same"
     # Which selection unit (column of _selection_risks) chooses the epoch of
     # each stacked risk.
     _selection_units: tuple[int, ...] = ()
