@@ -69,13 +69,6 @@ def _parser():
         help="accept a cohort folder where a subject has rows in both train and test",
     )
     bench.add_argument(
-        "--ct-backbone",
-        choices=["ssl", "merlin", "ct-fm"],
-        default="ssl",
-        help="CT encoder backbone (default ssl: self-supervised on the training scans; merlin: "
-        "the packaged checkpoint unless --ct-weights; ct-fm needs --ct-weights)",
-    )
-    bench.add_argument(
         "--ct-weights", default=None, help="CT backbone weights: a state-dict file or folder"
     )
     bench.add_argument("--no-progress", action="store_true", help="silence progress messages")
@@ -114,70 +107,96 @@ def _add_cohort_options(bench):
     )
 
 
-def _add_protocol_options(bench):
-    bench.add_argument(
+def _positive_int(option):
+    """An argparse type: an integer >= 1, errors naming ``option``."""
+    return lambda text: _positive(text, option)
+
+
+# flag, choices, default, help
+_CHOICE_OPTIONS = (
+    (
         "--fusion-ehr",
-        choices=["both", "counts", "transformer"],
-        default="both",
-        help="EHR embedding used by the fusion models: both (default; counts and "
+        ("both", "counts", "transformer"),
+        "both",
+        "EHR embedding used by the fusion models: both (default; counts and "
         "transformer side by side, with a matching unimodal row), counts or transformer",
-    )
-    bench.add_argument(
+    ),
+    (
+        "--ct-backbone",
+        ("ssl", "merlin", "ct-fm"),
+        "ssl",
+        "CT encoder backbone (default ssl: self-supervised on the training scans; merlin: "
+        "the packaged checkpoint unless --ct-weights; ct-fm needs --ct-weights)",
+    ),
+)
+
+# flag, type, default, help
+_PROTOCOL_OPTIONS = (
+    (
         "--models",
-        default=None,
-        help="comma-separated rows to run, by name or id (e.g. ct-only,late-fusion); default all",
-    )
-    bench.add_argument(
+        str,
+        None,
+        "comma-separated rows to run, by name or id (e.g. ct-only,late-fusion); default all",
+    ),
+    (
         "--selection-folds",
-        type=lambda t: _positive(t, "--selection-folds"),
-        default=5,
-        help="folds of the subject-grouped CV on the training rows that selects the best "
+        _positive_int("--selection-folds"),
+        5,
+        "folds of the subject-grouped CV on the training rows that selects the best "
         "unimodal and fusion models (default 5)",
-    )
-    bench.add_argument(
+    ),
+    (
         "--cv",
-        type=lambda t: _positive(t, "--cv"),
-        default=None,
-        help="nested K-fold cross-validation on the whole cohort instead of the "
+        _positive_int("--cv"),
+        None,
+        "nested K-fold cross-validation on the whole cohort instead of the "
         "train/test split (for cohorts without a test split)",
-    )
-    bench.add_argument(
+    ),
+    (
         "--horizons",
-        type=_horizons,
-        default=None,
-        help="clinical horizons in days, comma-separated (default: quartiles of the "
+        _horizons,
+        None,
+        "clinical horizons in days, comma-separated (default: quartiles of the "
         "training event times)",
-    )
-    bench.add_argument(
+    ),
+    (
         "--max-epochs",
-        type=lambda t: _positive(t, "--max-epochs"),
-        default=None,
-        help="max_epochs of every neural model (default: library defaults; 40 with --quick)",
-    )
-    bench.add_argument(
+        _positive_int("--max-epochs"),
+        None,
+        "max_epochs of every neural model (default: library defaults; 40 with --quick)",
+    ),
+    (
         "--device",
-        default="cpu",
-        help="torch device of the encoders and every neural model: cpu (default), cuda, "
-        "cuda:N or auto",
-    )
-    bench.add_argument(
+        str,
+        "cpu",
+        "torch device of the encoders and every neural model: cpu (default), cuda, cuda:N or auto",
+    ),
+    (
         "--n-jobs",
-        type=int,
-        default=None,
-        help="model fits in parallel processes (-1: every core; default 1); same table",
-    )
-    bench.add_argument(
+        int,
+        None,
+        "model fits in parallel processes (-1: every core; default 1); same table",
+    ),
+    (
         "--bootstrap",
-        type=int,
-        default=None,
-        help="subject-level bootstrap resamples for C and ΔC (default 1000; 200 with --quick)",
-    )
-    bench.add_argument(
+        int,
+        None,
+        "subject-level bootstrap resamples for C and ΔC (default 1000; 200 with --quick)",
+    ),
+    (
         "--metric-bootstrap",
-        type=lambda t: _positive(t, "--metric-bootstrap"),
-        default=None,
-        help="resamples for the other metrics' CIs (default 100; 20 with --quick)",
-    )
+        _positive_int("--metric-bootstrap"),
+        None,
+        "resamples for the other metrics' CIs (default 100; 20 with --quick)",
+    ),
+)
+
+
+def _add_protocol_options(bench):
+    for flag, choices, default, help_ in _CHOICE_OPTIONS:
+        bench.add_argument(flag, choices=choices, default=default, help=help_)
+    for flag, type_, default, help_ in _PROTOCOL_OPTIONS:
+        bench.add_argument(flag, type=type_, default=default, help=help_)
 
 
 def _check_args(args):

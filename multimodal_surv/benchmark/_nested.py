@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.model_selection import GroupKFold
 
-from ._encode import as_progress, encode_cohort
-from ._run import _prepare
+from ._encode import as_progress
+from ._run import _prepare_run
 from ._select import check_folds, cv_scores, design, fold_cindex, select, warn_once_per_model
 from ._table import markdown_table, metadata
 
@@ -94,17 +93,12 @@ def run_nested_cv(
     cohort = data.cohort.reset_index(drop=True)
     y, groups = data.y, cohort["subject_id"].to_numpy()
     check_folds(cv, groups, what="--cv")
-    specs = _prepare(models, fusion_ehr, random_state, device, quick)
-    out = None if out is None else Path(out)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        cache_dir = cache_dir or out / "cache"
-    if embeddings is None:
-        embeddings = encode_cohort(
-            data, quick=quick, random_state=random_state, cache_dir=cache_dir,
-            verbose=log, fit_rows=np.ones(len(cohort), bool), device=device,
-            ct_backbone=ct_backbone, ct_weights=ct_weights,
-        )  # fmt: skip
+    options = {"models": models, "fusion_ehr": fusion_ehr, "random_state": random_state,
+               "device": device, "quick": quick}  # fmt: skip
+    specs, out, embeddings = _prepare_run(
+        data, out, cache_dir, embeddings, options, log, fit_rows=np.ones(len(cohort), bool),
+        ct_backbone=ct_backbone, ct_weights=ct_weights,
+    )  # fmt: skip
     outer = GroupKFold(n_splits=cv, shuffle=True, random_state=random_state)
     folds = []
     for i, rows in enumerate(outer.split(cohort, groups=groups), 1):

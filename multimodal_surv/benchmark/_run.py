@@ -139,6 +139,33 @@ def _prepare(models, fusion_ehr, random_state, device, quick):
     return configure(specs, max_epochs=max_epochs, device=device)
 
 
+def _prepare_run(
+    data, out, cache_dir, embeddings, options, log, only_used_inputs=False, **encode_options
+):
+    """What every protocol starts with: the rows to run, the output folder, the embeddings.
+
+    ``options`` holds ``models``, ``fusion_ehr``, ``random_state``, ``device``
+    and ``quick``. ``out`` is created and the CT cache defaults to
+    ``<out>/cache``; ``embeddings`` come from :func:`encode_cohort` (with
+    ``encode_options``; ``only_used_inputs`` skips the embeddings no row
+    uses) unless given.
+    """
+    quick, random_state, device = options["quick"], options["random_state"], options["device"]
+    specs = _prepare(options["models"], options["fusion_ehr"], random_state, device, quick)
+    out = None if out is None else Path(out)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        cache_dir = cache_dir or out / "cache"
+    if only_used_inputs:
+        encode_options["inputs"] = {i for spec in specs.values() for i in spec.inputs}
+    if embeddings is None:
+        embeddings = encode_cohort(
+            data, quick=quick, random_state=random_state, cache_dir=cache_dir, verbose=log,
+            device=device, **encode_options,
+        )  # fmt: skip
+    return specs, out, embeddings
+
+
 def run_benchmark(
     data,
     *,
@@ -230,23 +257,12 @@ def run_benchmark(
     masks = site_masks(cohort)
     train = masks["train"]
     horizons = check_horizons(horizons, y[train])
-    specs = _prepare(models, fusion_ehr, random_state, device, quick)
-    out = None if out is None else Path(out)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        cache_dir = cache_dir or out / "cache"
-    if embeddings is None:
-        embeddings = encode_cohort(
-            data,
-            quick=quick,
-            random_state=random_state,
-            cache_dir=cache_dir,
-            verbose=log,
-            device=device,
-            ct_backbone=ct_backbone,
-            ct_weights=ct_weights,
-            inputs={i for spec in specs.values() for i in spec.inputs},
-        )
+    options = {"models": models, "fusion_ehr": fusion_ehr, "random_state": random_state,
+               "device": device, "quick": quick}  # fmt: skip
+    specs, out, embeddings = _prepare_run(
+        data, out, cache_dir, embeddings, options, log, only_used_inputs=True,
+        ct_backbone=ct_backbone, ct_weights=ct_weights,
+    )  # fmt: skip
     cv = cv_scores(
         specs, embeddings, y, np.flatnonzero(train), groups,
         k=selection_folds, random_state=random_state, log=log, n_jobs=n_jobs,
