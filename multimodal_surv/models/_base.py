@@ -69,10 +69,13 @@ class SurvivalNet(SurvivalAnalysisMixin, SkorchAdapter, NeuralNet):
     ties : {"efron", "breslow"}, default="efron"
         Handling of tied event times in the Cox loss.
     optimizer : torch optimizer class, default=torch.optim.AdamW
-    lr : float, default=1e-3
-    weight_decay : float, default=1e-4
+    lr : float, default=3e-3
+        The training defaults (``lr``, ``weight_decay``, ``max_epochs``,
+        ``batch_size``, ``patience``) are :class:`DeepSurvival`'s, chosen on
+        the five real datasets of ``benchmarks/real_data.py``.
+    weight_decay : float, default=1e-3
         Passed to the optimizer (decoupled decay for AdamW); 0 disables it.
-    max_epochs : int, default=200
+    max_epochs : int, default=300
     batch_size : int, default=1024
         Rows per gradient step; ``-1`` for full batch. The Cox loss of a batch
         only compares samples inside that batch, so small batches make noisy,
@@ -81,7 +84,7 @@ class SurvivalNet(SurvivalAnalysisMixin, SkorchAdapter, NeuralNet):
     validation_fraction : float or None, default=0.15
         Share of the training rows held out (stratified by event) for early
         stopping. ``None`` trains on all rows for ``max_epochs`` epochs.
-    patience : int or None, default=20
+    patience : int or None, default=30
         Epochs without improvement of the validation C-index before stopping;
         ``None`` disables early stopping while still recording the score.
     random_state : int, RandomState instance or None, default=None
@@ -153,12 +156,12 @@ class SurvivalNet(SurvivalAnalysisMixin, SkorchAdapter, NeuralNet):
         criterion=CoxPartialLikelihoodLoss,
         ties="efron",
         optimizer=torch.optim.AdamW,
-        lr=1e-3,
-        weight_decay=1e-4,
-        max_epochs=200,
+        lr=3e-3,
+        weight_decay=1e-3,
+        max_epochs=300,
         batch_size=1024,
         validation_fraction=0.15,
-        patience=20,
+        patience=30,
         random_state=None,
         iterator_train=TensorBatchIterator,
         iterator_valid=TensorBatchIterator,

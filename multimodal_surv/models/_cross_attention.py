@@ -43,7 +43,11 @@ class CrossAttentionFusionSurvival(FusionSurvivalNet):
         Training-time share of the rows with both modalities that lose one of
         them (chosen at random, set to NaN, i.e. the missing-modality path).
         Trains that path and regularises against relying on one modality;
-        validation and prediction are unaffected.
+        validation and prediction are unaffected. 0.2, where late and
+        contrastive fusion use 0 (they say why): chosen together with
+        ``batch_size=256`` on the synthetic check of the test suite (tuning
+        seeds 0-11), where the pair left no seed collapsed and raised the mean
+        held-out C in every scenario (see ``batch_size``).
     query : str or None, default=None
         Name of the modality whose tokens query the other (``"ct"`` or
         ``"ehr"`` for the usual names); ``None`` takes the first modality in

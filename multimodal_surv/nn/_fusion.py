@@ -61,8 +61,9 @@ class LateFusionNet(nn.Module):
     activation : str, default="relu"
     dropout : float, default=0.0
 
-    Returns (forward)
-    -----------------
+    Notes
+    -----
+    ``forward(x)`` returns a tuple, in this order:
     risk : (n,), modality_risks : (n, 2) (NaN where missing), weights : (n, 2),
     missing : (n, 2) bool
 
@@ -137,8 +138,9 @@ class ContrastiveFusionNet(nn.Module):
         ``r_m`` (and, for a row missing both, the buffer
         ``fused_missing_risk`` in place of ``fused``).
 
-    Returns (forward)
-    -----------------
+    Notes
+    -----
+    ``forward(x)`` returns a tuple, in this order:
     risk : (n,), z_a : (n, projection_dim), z_b : (n, projection_dim),
     both_present : (n,) bool; with ``unimodal_heads`` also
     parts : (n, 3) (fused risk, r_1, r_2; NaN where a modality is missing) and
@@ -240,8 +242,9 @@ class CrossAttentionFusionNet(nn.Module):
     hidden_units : sequence of int, default=(64,)
     dropout : float, default=0.0
 
-    Returns (forward)
-    -----------------
+    Notes
+    -----
+    ``forward(x)`` returns a tuple, in this order:
     risk : (n,), attention : (n, n_query_tokens, n_key_tokens + 1) (last key =
     null token; ``None`` in training mode), pooling : (n, n_query_tokens)
 
@@ -314,8 +317,9 @@ class CoAttentionFusionNet(nn.Module):
     hidden_units : sequence of int, default=(64,)
     dropout : float, default=0.0
 
-    Returns (forward)
-    -----------------
+    Notes
+    -----
+    ``forward(x)`` returns a tuple, in this order:
     risk : (n,), coattention : (n, n_guide_tokens, n_other_tokens + 1) (last
     key = null token; ``None`` in training mode), guide_pooling : (n, n_guide_tokens),
     coattended_pooling : (n, n_guide_tokens)
