@@ -216,7 +216,7 @@ def test_nested_cv_reports_mean_and_sd_over_outer_folds():
 
 
 def test_nested_cv_encodes_with_the_chosen_ct_backbone(monkeypatch):
-    from multimodal_surv.benchmark import _nested
+    from multimodal_surv.benchmark import _nested, _run
 
     seen = {}
 
@@ -227,7 +227,7 @@ def test_nested_cv_encodes_with_the_chosen_ct_backbone(monkeypatch):
         seen.update(kwargs)
         raise Encoded  # stop before any model is fitted
 
-    monkeypatch.setattr(_nested, "encode_cohort", fake_encode)
+    monkeypatch.setattr(_run, "encode_cohort", fake_encode)  # both protocols encode there
     data, _ = _small_cohort(n_train=30, n_test=0)
     with pytest.raises(Encoded):
         _nested.run_nested_cv(
