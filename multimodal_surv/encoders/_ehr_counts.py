@@ -212,6 +212,7 @@ class CountFeaturizer:
         first = np.where(k >= 0, arrays.starts[np.maximum(k, 0)], 0)
         blocks = []
         n_unknown = 0
+        history = None
         for w, (_label, width) in enumerate(self.windows):
             if width is None:
                 start = first
@@ -221,9 +222,11 @@ class CountFeaturizer:
                 _, start = arrays.locate(sid, lo)
                 start = np.maximum(start, first)
             rows, idx, lengths = expand_ranges(start, end)
-            tok = tok_of_code[arrays.code_ids[idx]]
+            cid = arrays.code_ids[idx]
+            tok = tok_of_code[cid]
             if width is None:
                 n_unknown = int(np.count_nonzero(tok == V1 - 1))
+                history = rows, idx, cid  # all history: the numeric values reuse it
             if sparse_output:
                 indptr = np.zeros(m + 1, np.int64)
                 np.cumsum(lengths, out=indptr[1:])
@@ -242,8 +245,11 @@ class CountFeaturizer:
         Vn = self.numeric_codes_.size
         numeric = np.zeros((m, Vn))
         if Vn:
-            rows, idx, _ = expand_ranges(first, end)
-            j = num_of_code[arrays.code_ids[idx]]
+            if history is None:
+                rows, idx, _ = expand_ranges(first, end)
+                history = rows, idx, arrays.code_ids[idx]
+            rows, idx, cid = history
+            j = num_of_code[cid]
             vals = arrays.numeric_value[idx]
             ok = (j >= 0) & ~np.isnan(vals)
             flat = rows[ok] * Vn + j[ok]
