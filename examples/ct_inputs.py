@@ -8,6 +8,7 @@ a short scout series, and for some volumes a single multi-frame (Enhanced CT)
 file or an NRRD volume. ``CTEncoder`` picks the CT series by the documented rule
 (most slices, then thinnest), skips the non-image objects, and gives the same
 embedding as the clean NIfTI. ``input_report_`` shows what was read for each row.
+Last, a series that lost a middle slice is refused (stacked, it would be stretched).
 
     python examples/ct_inputs.py            # 12 volumes
     python examples/ct_inputs.py --quick    # 4 volumes (seconds); --small = alias
@@ -22,7 +23,8 @@ import numpy as np
 import pandas as pd
 from pydicom.data import get_testdata_file
 
-from multimodal_surv.datasets import write_dicom_series, write_nifti
+from multimodal_surv import CTReadError
+from multimodal_surv.datasets import load_ct_volume, write_dicom_series, write_nifti
 from multimodal_surv.encoders import CTEncoder
 
 SPACING = (0.8, 0.8, 2.5)  # mm: in-plane finer than the slice distance, as in most CTs
@@ -96,6 +98,14 @@ def main(argv=None):
         if diff > 1e-6:
             raise SystemExit("the messy export did not give the clean embedding")
         print(pd.DataFrame(z_messy[:, :4]).round(4).to_string())
+        gap = write_dicom_series(phantom(rng, (40, 36, 12)), tmp / "gap", spacing=SPACING)
+        sorted(gap.iterdir())[6].unlink()  # a slice lost in transfer
+        try:
+            load_ct_volume(gap)
+        except CTReadError as exc:
+            print(f"\nrefused, not stretched: {exc}")
+        else:
+            raise SystemExit("a series with a missing slice was read")
 
 
 if __name__ == "__main__":

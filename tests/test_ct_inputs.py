@@ -196,13 +196,14 @@ def _real_ct_series(folder: Path, n: int = 4) -> Path:
     src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     uid = generate_uid()
     folder.mkdir(parents=True, exist_ok=True)
+    # read once: ``copy()`` is shallow, so setting a copy's position changes the source's
+    x, y, z = (float(v) for v in src.ImagePositionPatient)
     for k in range(n):
         ds = src.copy()
         ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.InstanceNumber = k + 1
-        x, y, z = (float(v) for v in src.ImagePositionPatient)
-        ds.ImagePositionPatient = [x, y, z + 5.0 * k]
+        ds.ImagePositionPatient = [x, y, z + 5.0 * k]  # 5 mm apart, as SliceThickness
         ds.save_as(folder / f"{k:08d}")
     return folder
 
@@ -271,3 +272,44 @@ def test_unreadable_input_warns_once_at_the_callers_line(clean, tmp_path):
         ct.fit_transform(pd.DataFrame({"ct": refs}))
     ours = [w for w in caught if "could not be read" in str(w.message)]
     assert len(ours) == 1 and ours[0].filename == __file__, [w.filename for w in ours]
+
+
+def test_missing_middle_slice_is_refused_not_stretched(clean, tmp_path):
+    folder = write_dicom_series(clean["vols"]["a"], tmp_path / "gap", spacing=SPACING)
+    files = sorted(folder.iterdir())
+    files[6].unlink()  # slices 0..11 at 2.5 mm: 6 is gone, a 5 mm gap between 5 and 7
+    match = (
+        rf"DICOM series \S+ in '.*gap' has unevenly spaced slices: a gap of 5 mm \(about 1 "
+        rf"missing slice\(s\)\) between {files[5].name} and {files[7].name} \(slices 6 and 7 "
+        r"of 11 .*median spacing is 2\.5 mm; .* re-export the complete series"
+    )
+    with pytest.raises(CTReadError, match=match) as info:
+        load_ct_volume(folder)
+    assert "\n" not in str(info.value)
+    # on_error="nan": a NaN row, one warning at the caller's line naming the folder
+    enc = _encoder().set_params(on_error="nan").fit([str(clean["refs"]["a"])])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = enc.transform([str(clean["refs"]["a"]), str(folder)])
+    ours = [w for w in caught if "could not be read" in str(w.message)]
+    assert len(ours) == 1 and ours[0].filename == __file__
+    assert "unevenly spaced slices" in str(ours[0].message)
+    assert np.isnan(out[1]).all() and np.isfinite(out[0]).all()
+    assert enc.input_report_["status"].tolist() == ["encoded", "error"]
+    # the control: a series cut at one end is evenly spaced, and is read
+    end = write_dicom_series(clean["vols"]["a"], tmp_path / "end", spacing=SPACING)
+    sorted(end.iterdir())[-1].unlink()
+    assert tuple(load_ct_volume(end).shape) == (1, 24, 20, 11)
+
+
+def test_real_series_with_a_missing_slice_or_a_repeated_position(tmp_path):
+    broken = _real_ct_series(tmp_path / "real", n=5)
+    (broken / "00000002").unlink()
+    with pytest.raises(CTReadError, match=r"a gap of 10 mm .* between 00000001 and 00000003"):
+        load_ct_volume(broken)
+    twice = _real_ct_series(tmp_path / "twice", n=4)
+    ds = pydicom.dcmread(twice / "00000003")
+    ds.ImagePositionPatient = pydicom.dcmread(twice / "00000002").ImagePositionPatient
+    ds.save_as(twice / "00000003")
+    with pytest.raises(CTReadError, match=r"duplicate slice positions between 0000000[23] and"):
+        load_ct_volume(twice)

@@ -52,6 +52,9 @@ CT_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
 }
 SERIES_RULES = ("largest", "error")
+#: Largest accepted deviation of a gap between neighbouring slices from the
+#: series' median gap, relative to that median (and never under 0.01 mm).
+SLICE_GAP_RTOL = 0.1
 
 
 @dataclass
@@ -64,6 +67,9 @@ class DicomSeries:
     thickness: float = float("inf")
     n_multiframe: int = 0
     shape: tuple = (0, 0)
+    #: (slice label, ImagePositionPatient) per slice; ImageOrientationPatient of the first
+    positions: list = field(default_factory=list)
+    orientation: tuple | None = None
 
     def describe(self) -> str:
         mm = f"{self.thickness:g} mm" if np.isfinite(self.thickness) else "thickness unknown"
@@ -181,6 +187,63 @@ def _add_file(series: dict[str, DicomSeries], path: Path, ds) -> None:
     s.n_multiframe += frames > 1 or "PerFrameFunctionalGroupsSequence" in ds
     s.thickness = min(s.thickness, _thickness(ds))
     s.shape = (int(ds.get("Rows", 0)), int(ds.get("Columns", 0)))
+    _add_positions(s, path, ds, frames)
+
+
+def _add_positions(s: DicomSeries, path: Path, ds, frames: int) -> None:
+    """Note the slice positions (and the orientation) of a file's slices or frames."""
+    multi = frames > 1 or "PerFrameFunctionalGroupsSequence" in ds
+    for k in range(frames) if multi else [None]:
+        if k is None:
+            position, orientation = ds, ds
+        else:
+            position = _functional_item(ds, "PlanePositionSequence", k)
+            orientation = _functional_item(ds, "PlaneOrientationSequence", k)
+        xyz = None if position is None else position.get("ImagePositionPatient", None)
+        s.positions.append((path.name if k is None else f"frame {k + 1}", xyz))
+        iop = None if orientation is None else orientation.get("ImageOrientationPatient", None)
+        if s.orientation is None and iop is not None:
+            s.orientation = tuple(float(v) for v in iop)
+
+
+def check_slice_gaps(series: DicomSeries, where: str) -> None:
+    """Refuse a series whose slices are not evenly spaced along the slice normal.
+
+    MONAI stacks the slices with their mean spacing, so a missing slice (or
+    two acquisitions under one SeriesInstanceUID) would give a silently
+    stretched volume. Positions are ``ImagePositionPatient`` projected on the
+    normal of ``ImageOrientationPatient``; every gap between neighbours must be
+    within :data:`SLICE_GAP_RTOL` of the median gap. Series without positions
+    are not checked (MONAI then stacks them by instance number).
+    """
+    if series.orientation is None or any(xyz is None for _, xyz in series.positions):
+        return
+    try:
+        iop = np.asarray(series.orientation, dtype=float)
+        xyz = np.asarray([[float(v) for v in p] for _, p in series.positions], dtype=float)
+    except (TypeError, ValueError):
+        return  # malformed geometry: left to the reader's own error
+    if iop.shape != (6,) or xyz.ndim != 2 or xyz.shape[1] != 3 or len(xyz) < 3:
+        return
+    along = xyz @ np.cross(iop[:3], iop[3:])
+    order = np.argsort(along, kind="stable")
+    gaps = np.diff(along[order])
+    median = float(np.median(gaps))
+    off = np.abs(gaps - median)
+    if off.max() <= max(SLICE_GAP_RTOL * median, 0.01):
+        return
+    i = int(np.argmax(off))
+    (a, _), (b, _) = series.positions[order[i]], series.positions[order[i + 1]]
+    kind = "duplicate slice positions" if gaps[i] < 0.01 else f"a gap of {gaps[i]:.4g} mm"
+    if median > 0.01 and gaps[i] > 1.5 * median:
+        kind += f" (about {round(gaps[i] / median) - 1} missing slice(s))"
+    raise CTReadError(
+        f"DICOM series {series.uid} in {where} has unevenly spaced slices: {kind} between "
+        f"{a} and {b} (slices {i + 1} and {i + 2} of {len(gaps) + 1} along the slice normal, "
+        f"at {along[order[i]]:.4g} and {along[order[i + 1]]:.4g} mm), while the median "
+        f"spacing is {median:.4g} mm; stacking them would distort the volume - re-export "
+        "the complete series, or name another series with dicom_series='<SeriesInstanceUID>'"
+    )
 
 
 def select_series(series: dict[str, DicomSeries], rule: str, where: str) -> DicomSeries:
@@ -249,6 +312,7 @@ def _check_and_describe(chosen, series, skipped, where, max_voxels) -> dict:
             f"DICOM series {where} holds a single slice, i.e. a 2-D image; "
             "a CT volume needs a series of at least 2 slices"
         )
+    check_slice_gaps(chosen, where)
     rows, cols = chosen.shape
     n_vox = rows * cols * chosen.n_slices
     if max_voxels is not None and n_vox > max_voxels:
