@@ -354,7 +354,8 @@ def _benchmark(args):
             ct_weights=args.ct_weights,
         )
         print(to_markdown(result.table, result.summary))
-        files = ", ".join(("table.csv", "calibration.csv", *FIGURES, "metadata.json"))
+        report = ("modality_report.md",) if result.modality_report is not None else ()
+        files = ", ".join(("table.csv", "calibration.csv", *FIGURES, "metadata.json", *report))
         print(f"written: {run_out}/table.md, {files}\n")
         s = result.summary
         sweep.append(
@@ -366,6 +367,7 @@ def _benchmark(args):
                 "simultaneous CI": s.get("internal_dC_simult_ci"),
                 "p (Holm)": s.get("internal_p_holm"),
                 "gain detected": s.get("gain_detected"),
+                "adaptive chose": s.get("adaptive_chosen"),
             }
         )
     if len(sweep) > 1:
@@ -387,7 +389,7 @@ def _write_sweep(sweep, out):
     table.to_csv(out / "sweep.csv", index=False)
     text = markdown_table(table)
     (out / "sweep.md").write_text(text)
-    print("Fusion gain vs modality balance\n\n" + text)
+    print("Fusion gain and the adaptive choice vs modality balance\n\n" + text)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

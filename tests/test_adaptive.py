@@ -15,6 +15,7 @@ from sksurv.util import Surv
 
 from multimodal_surv import AdaptiveFusionSurvival, DeepSurvival, modality_report
 from multimodal_surv.inspection import ModalityReport, linear_cka
+from multimodal_surv.models._adaptive_cv import choose_one_se, make_splits
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*reached max_epochs:UserWarning")
 
@@ -56,8 +57,7 @@ def data():
 
 
 def test_one_standard_error_rule_moves_to_the_simplest_level():
-    est = AdaptiveFusionSurvival()
-    est.cv_results_ = pd.DataFrame(
+    table = pd.DataFrame(
         {
             "candidate": ["ct_only", "ehr_only", "linear", "late", "co_attention_ct"],
             "level": [0, 0, 1, 3, 5],
@@ -66,23 +66,23 @@ def test_one_standard_error_rule_moves_to_the_simplest_level():
             "se_c": [0.01, 0.01, 0.01, 0.01, 0.02],
         }
     )
-    est._choose()
+    chosen, reason = choose_one_se(table)
     # best 0.71 +/- 0.02 -> bar 0.69: ehr_only (level 0) is within it, ct_only is not
-    assert est.best_strategy_ == "ehr_only"
-    assert est.cv_results_["within_1se"].tolist() == [False, True, True, True, True]
-    assert "co_attention_ct, C 0.710 +/- 0.020" in est.selection_reason_
-    est.cv_results_.loc[4, "se_c"] = 0.001  # a sharp winner stays chosen
-    est._choose()
-    assert est.best_strategy_ == "co_attention_ct"
-    assert est.selection_reason_.startswith("Highest CV C (0.710)")
+    assert table.at[chosen, "candidate"] == "ehr_only"
+    assert table["within_1se"].tolist() == [False, True, True, True, True]
+    assert table["chosen"].tolist() == [False, True, False, False, False]
+    assert "co_attention_ct, C 0.710 +/- 0.020" in reason
+    table.loc[4, "se_c"] = 0.001  # a sharp winner stays chosen
+    chosen, reason = choose_one_se(table)
+    assert table.at[chosen, "candidate"] == "co_attention_ct"
+    assert reason.startswith("Highest CV C (0.710)")
 
 
 def test_subject_folds_keep_a_subjects_rows_together(data):
     X, y = data
     groups = np.repeat(np.arange(len(X) // 3), 3)
-    est = AdaptiveFusionSurvival(cv=4)
     event = y[y.dtype.names[0]]
-    splits = est._splits(X, event, groups, seed=0)
+    splits = make_splits(4, X, event, groups, seed=0)
     assert len(splits) == 4
     for train, test in splits:
         assert not set(groups[train]) & set(groups[test])

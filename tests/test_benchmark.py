@@ -109,7 +109,10 @@ def test_user_cohort_folder_end_to_end_and_deterministic(cohort_dir, tmp_path, c
     assert "| model | role | selection CV C | C [95% CI] |" in printed
     table = pd.read_csv(tmp_path / "a" / "table.csv")
     assert "Oracle (true log-hazard)" not in set(table["model"])  # a user folder has no oracle
-    assert len(table) == 14 and table["internal C"].between(0, 1).all()
+    assert len(table) == 15 and table["internal C"].between(0, 1).all()
+    assert table["model"].iloc[-1].startswith("Adaptive (chosen: ")  # the meta-model row
+    assert "Adaptive row (a meta-model" in printed
+    assert "| ct |" in (tmp_path / "a" / "modality_report.md").read_text()
     assert {"internal Uno C", "internal IBS", "internal p (Holm)", "external D-cal p"} <= set(
         table.columns
     )

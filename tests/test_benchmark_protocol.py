@@ -146,14 +146,45 @@ def _coxnet_rows():
     }
 
 
+def _adaptive_row():
+    """An adaptive row over cheap Coxnet candidates (the report's references by name)."""
+    from sklearn.compose import ColumnTransformer, make_column_selector
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from multimodal_surv import AdaptiveFusionSurvival
+
+    def coxnet(pattern=None):
+        steps = [StandardScaler(), TunedCoxnet(n_alphas=5, random_state=0)]
+        if pattern:
+            select = make_column_selector(pattern=pattern)
+            steps.insert(0, ColumnTransformer([("m", "passthrough", select)]))
+        return make_pipeline(*steps)
+
+    candidates = [("ct_only", coxnet("^ct__")), ("ehr_only", coxnet("^ehr__")), ("early", coxnet())]
+    model = AdaptiveFusionSurvival(candidates, cv=3, random_state=0)
+    return ModelSpec(("ct", "ehr_counts"), model, "adaptive")
+
+
 def test_ten_row_test_set_is_flagged_and_claims_nothing(tmp_path):
     data, embeddings = _small_cohort()
+    models = {**_coxnet_rows(), "Adaptive": _adaptive_row()}
     with pytest.warns(UserWarning, match="internal test set flagged"):
         result = run_benchmark(
-            data, embeddings=embeddings, models=_coxnet_rows(), selection_folds=3,
+            data, embeddings=embeddings, models=models, selection_folds=3,
             n_bootstrap=50, n_metric_bootstrap=5, verbose=0, out=tmp_path,
         )  # fmt: skip
     s = result.summary
+    # the adaptive row: named after its choice, scored, reported, not in the selection
+    row = f"Adaptive (chosen: {s['adaptive_chosen']})"
+    assert s["adaptive_chosen"] in {"ct_only", "ehr_only", "early"}
+    assert list(result.table["model"]) == [*_coxnet_rows(), row]
+    adaptive = result.table.set_index("model").loc[row]
+    assert adaptive["role"] == "adaptive" and np.isnan(adaptive["selection CV C"])
+    assert np.isfinite(adaptive["internal C"])
+    assert "Adaptive row (a meta-model, not part of the selection above)" in s["headline"]
+    report = (tmp_path / "modality_report.md").read_text()
+    assert report == result.modality_report.to_markdown() and "| ct |" in report
     assert s["gain_detected"] is False
     assert "flagged" in s["headline"] and "no gain claimed" in s["headline"]
     assert "gain detected" not in s["headline"]

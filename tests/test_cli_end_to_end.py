@@ -50,4 +50,6 @@ def test_benchmark_quick_runs_end_to_end_on_a_small_synthetic_cohort(tmp_path, c
     assert len(table) >= 6  # unimodal baselines and the four fusion strategies
     c_columns = [c for c in table if c.strip().startswith(("internal C", "external C"))]
     assert c_columns and table[c_columns[0]].between(0, 1).all()
+    assert table["model"].str.startswith("Adaptive (chosen: ").sum() == 1
+    assert "## Modality report" in (out / "modality_report.md").read_text()
     assert "| model |" in capsys.readouterr().out

@@ -19,6 +19,7 @@ from sksurv.linear_model import CoxnetSurvivalAnalysis
 from .._hints import closest_match
 from ..metrics import concordance_index
 from ..models import (
+    AdaptiveFusionSurvival,
     CoAttentionFusionSurvival,
     ContrastiveFusionSurvival,
     CrossAttentionFusionSurvival,
@@ -28,7 +29,7 @@ from ..models import (
 
 __all__ = ["ModelSpec", "TunedCoxnet", "default_models", "select_models"]
 
-ROLES = ("unimodal", "fusion")
+ROLES = ("unimodal", "fusion", "adaptive")
 
 #: Embedding keys of :func:`encode_cohort` and their display names.
 EHR_LABELS = {
@@ -49,9 +50,14 @@ class ModelSpec:
         ``"ehr_both"``) whose columns are concatenated into ``X``.
     estimator : estimator
         A scikit-survival compatible estimator (cloned before each fit).
-    role : {"unimodal", "fusion"}
+    role : {"unimodal", "fusion", "adaptive"}
         Candidate pool of the row: the benchmark selects the best unimodal
         and the best fusion model by cross-validation on the training rows.
+        ``"adaptive"``: a meta-model that makes its own choice by
+        cross-validation on the training rows (such as
+        :class:`~multimodal_surv.AdaptiveFusionSurvival`); it is in neither
+        pool, is not cross-validated for the selection, and is scored once on
+        the test sets like every row.
     """
 
     inputs: tuple
@@ -214,8 +220,11 @@ def default_models(*, fusion_ehr="both", random_state=0):
     unimodal row measures what adding a modality brings. Each estimator sits
     behind a ``StandardScaler`` with its library defaults and a shared
     ``random_state``; ``DeepSurvival`` and Coxnet rows impute a missing
-    modality with the training mean. The dictionary is a registry: add or
-    remove entries to change the rows.
+    modality with the training mean. The last row, ``"Adaptive"``, is an
+    :class:`~multimodal_surv.AdaptiveFusionSurvival` on the fusion inputs
+    (role ``"adaptive"``: it chooses among unimodal, linear, early and fusion
+    models by its own cross-validation on the training rows). The dictionary
+    is a registry: add or remove entries to change the rows.
 
     Parameters
     ----------
@@ -267,6 +276,7 @@ def default_models(*, fusion_ehr="both", random_state=0):
             "Coxnet CT": coxnet(("ct",), "unimodal"),
             f"Coxnet {EHR_LABELS[ehr]}": coxnet((ehr,), "unimodal"),
             "Coxnet CT + EHR": coxnet(fused, "fusion"),
+            "Adaptive": ModelSpec(fused, AdaptiveFusionSurvival(**rs), "adaptive"),
         }
     )
     return models
@@ -306,18 +316,22 @@ def select_models(models, names):
 
 
 def configure(models, *, max_epochs=None, device=None):
-    """Set ``max_epochs`` / ``device`` on every final estimator that takes them."""
+    """Set ``max_epochs`` / ``device`` on every final estimator that takes them.
+
+    A meta-estimator with ``candidate_params`` (an adaptive row) passes them
+    on to its candidates.
+    """
+    wanted = {"max_epochs": max_epochs, "device": device}
+    wanted = {k: v for k, v in wanted.items() if v is not None}
     out = {}
     for name, spec in models.items():
         estimator = clone(spec.estimator)
         final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
         prefix = f"{estimator.steps[-1][0]}__" if hasattr(estimator, "steps") else ""
-        params = final.get_params()
-        update = {}
-        if max_epochs is not None and "max_epochs" in params:
-            update[prefix + "max_epochs"] = max_epochs
-        if device is not None and "device" in params:
-            update[prefix + "device"] = device
+        params = final.get_params(deep=False)
+        update = {prefix + k: v for k, v in wanted.items() if k in params}
+        if wanted and "candidate_params" in params:
+            update[prefix + "candidate_params"] = {**(params["candidate_params"] or {}), **wanted}
         estimator.set_params(**update)
         out[name] = ModelSpec(spec.inputs, estimator, spec.role)
     return out

@@ -35,12 +35,17 @@ def calibration_frame(result, y, masks):
 
 
 def write_outputs(result, data, masks, out):
-    """Write ``table.csv``, ``table.md``, ``calibration.csv``, figures and ``metadata.json``."""
+    """Write ``table.csv``, ``table.md``, ``calibration.csv``, figures and ``metadata.json``.
+
+    With an adaptive row, also its ``modality_report.md``.
+    """
     from .._plots import plot_calibration, plot_forest, plot_kaplan_meier
 
     out = Path(out)
     result.table.to_csv(out / "table.csv", index=False, float_format="%.4f")
     (out / "table.md").write_text(to_markdown(result.table, result.summary))
+    if getattr(result, "modality_report", None) is not None:
+        (out / "modality_report.md").write_text(result.modality_report.to_markdown())
     calibration = calibration_frame(result, data.y, masks)
     calibration.to_csv(out / "calibration.csv", index=False, float_format="%.4f")
     summary = result.summary

@@ -22,6 +22,8 @@ __all__ = ["BenchmarkResult", "run_benchmark"]
 
 ORACLE = "Oracle (true log-hazard)"
 QUICK_MAX_EPOCHS = 40
+# --quick: the adaptive row screens the cheap model families on 3 folds.
+QUICK_ADAPTIVE = {"cv": 3, "kinds": ["unimodal", "linear", "early", "late"]}
 
 
 @dataclass
@@ -42,6 +44,9 @@ class BenchmarkResult:
         Options, versions and wall time.
     predictions : dict of str to Predictions
         Risks and survival curves at ``summary["grid"]`` (figures use them).
+    modality_report : ModalityReport or None
+        The adaptive row's :class:`~multimodal_surv.inspection.ModalityReport`
+        (``modality_report.md``), ``None`` without an adaptive row.
     """
 
     table: object
@@ -49,6 +54,7 @@ class BenchmarkResult:
     summary: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     predictions: dict = field(default_factory=dict, repr=False)
+    modality_report: object = field(default=None, repr=False)
 
 
 def _check_positive(name, value):
@@ -84,12 +90,18 @@ def predict_rows(fitted, X, grid, own_times):
 
 
 def _fit_predict(estimator, X, y, train, groups, grid):
+    """Predictions for all rows, and the fitted final step when it is an adaptive model."""
     fitted = fit_model(estimator, X[train], y[train], groups[train])
-    return predict_rows(fitted, X, grid, y[y.dtype.names[1]].astype(float))
+    final = fitted.steps[-1][1] if hasattr(fitted, "steps") else fitted
+    preds = predict_rows(fitted, X, grid, y[y.dtype.names[1]].astype(float))
+    return preds, (final if hasattr(final, "best_strategy_") else None)
 
 
 def fit_all(specs, embeddings, y, train, groups, grid, log, n_jobs=None):
-    """Fit every model on the training rows; predictions for all rows."""
+    """Fit every model on the training rows; predictions for all rows.
+
+    Returns the predictions and the fitted adaptive models (by row name).
+    """
     log(f"fitting {len(specs)} models on all {int(train.sum())} training rows")
     tasks = [
         delayed(_fit_predict)(
@@ -97,7 +109,44 @@ def fit_all(specs, embeddings, y, train, groups, grid, log, n_jobs=None):
         )
         for spec in specs.values()
     ]
-    return dict(zip(specs, Parallel(n_jobs=n_jobs)(tasks)))
+    out = dict(zip(specs, Parallel(n_jobs=n_jobs)(tasks)))
+    return {n: p for n, (p, _) in out.items()}, {n: a for n, (_, a) in out.items() if a}
+
+
+def name_adaptive_rows(specs, preds, adaptive):
+    """Rename each adaptive row ``"<name> (chosen: <strategy>)"``; its summary entries.
+
+    Returns the renamed ``specs`` and ``preds`` and a summary dict (empty
+    without an adaptive row) for the first adaptive row.
+    """
+    names = {n: f"{n} (chosen: {a.best_strategy_})" for n, a in adaptive.items()}
+    specs = {names.get(n, n): s for n, s in specs.items()}
+    preds = {names.get(n, n): p for n, p in preds.items()}
+    if not adaptive:
+        return specs, preds, {}
+    first, model = next(iter(adaptive.items()))
+    summary = {
+        "adaptive_row": names[first],
+        "adaptive_chosen": model.best_strategy_,
+        "adaptive_folds": model.n_splits_,
+        "adaptive_reason": model.selection_reason_,
+    }
+    return specs, preds, summary
+
+
+def add_adaptive_headline(summary, sites):
+    """Append the line about the adaptive row to ``summary["headline"]`` (if it has one)."""
+    row = summary.get("adaptive_row")
+    if row is None:
+        return
+    line = (
+        f"Adaptive row (a meta-model, not part of the selection above): its own "
+        f"{summary['adaptive_folds']}-fold CV on the training rows chose "
+        f"'{summary['adaptive_chosen']}'"
+    )
+    if "internal" in sites:
+        line += f"; internal test C = {sites['internal'][0][row]['C']:.3f}"
+    summary["headline"] = "\n".join(filter(None, [summary["headline"], line + "."]))
 
 
 def score_sites(preds, y, groups, masks, horizons, grid, reference, fusion, n_boot, seed):
@@ -124,18 +173,24 @@ def score_sites(preds, y, groups, masks, horizons, grid, reference, fusion, n_bo
     return sites
 
 
-def _prepare(models, fusion_ehr, random_state, device, quick):
+def _prepare(models, fusion_ehr, random_state, device, quick, adaptive=False):
     """The rows to run: ``models`` or the defaults, on ``device``.
 
     With ``quick``, the default rows train for at most ``QUICK_MAX_EPOCHS``
-    epochs (rows passed in ``models`` keep their own ``max_epochs``).
+    epochs and the default adaptive row uses ``QUICK_ADAPTIVE`` (rows passed
+    in ``models`` keep their own settings). Adaptive rows are dropped unless
+    ``adaptive`` (nested cross-validation has none).
     """
     if models is None:
         models = default_models(fusion_ehr=fusion_ehr, random_state=random_state)
         max_epochs = QUICK_MAX_EPOCHS if quick else None
+        for spec in models.values():
+            if quick and spec.role == "adaptive":
+                spec.estimator.set_params(**QUICK_ADAPTIVE)
     else:
         max_epochs = None
     specs = {name: as_spec(name, spec) for name, spec in models.items()}
+    specs = {n: s for n, s in specs.items() if adaptive or s.role != "adaptive"}
     return configure(specs, max_epochs=max_epochs, device=device)
 
 
@@ -151,7 +206,10 @@ def _prepare_run(
     uses) unless given.
     """
     quick, random_state, device = options["quick"], options["random_state"], options["device"]
-    specs = _prepare(options["models"], options["fusion_ehr"], random_state, device, quick)
+    specs = _prepare(
+        options["models"], options["fusion_ehr"], random_state, device, quick,
+        adaptive=options.get("adaptive", False),
+    )  # fmt: skip
     out = None if out is None else Path(out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -258,18 +316,20 @@ def run_benchmark(
     train = masks["train"]
     horizons = check_horizons(horizons, y[train])
     options = {"models": models, "fusion_ehr": fusion_ehr, "random_state": random_state,
-               "device": device, "quick": quick}  # fmt: skip
+               "device": device, "quick": quick, "adaptive": True}  # fmt: skip
     specs, out, embeddings = _prepare_run(
         data, out, cache_dir, embeddings, options, log, only_used_inputs=True,
         ct_backbone=ct_backbone, ct_weights=ct_weights,
     )  # fmt: skip
+    selectable = {n: s for n, s in specs.items() if s.role != "adaptive"}
     cv = cv_scores(
-        specs, embeddings, y, np.flatnonzero(train), groups,
+        selectable, embeddings, y, np.flatnonzero(train), groups,
         k=selection_folds, random_state=random_state, log=log, n_jobs=n_jobs,
     )  # fmt: skip
-    chosen = select(specs, cv)
+    chosen = select(selectable, cv)
     grid = clin.time_grid(horizons)
-    preds = fit_all(specs, embeddings, y, train, groups, grid, log, n_jobs)
+    preds, adaptive = fit_all(specs, embeddings, y, train, groups, grid, log, n_jobs)
+    specs, preds, adaptive_summary = name_adaptive_rows(specs, preds, adaptive)
     if getattr(data, "oracle", None) is not None:
         preds = {ORACLE: Predictions(np.asarray(data.oracle, dtype=float)), **preds}
     log("scoring the test sets (subject-level bootstrap)")
@@ -280,7 +340,8 @@ def run_benchmark(
     )  # fmt: skip
     table = build_table(specs, preds, cv, sites)
     summary = headline(chosen, cv, sites, selection_folds, preds)
-    summary.update(horizons=horizons.tolist(), grid=grid.tolist())
+    summary.update(horizons=horizons.tolist(), grid=grid.tolist(), **adaptive_summary)
+    add_adaptive_headline(summary, sites)
     options = {
         "random_state": random_state, "quick": quick, "fusion_ehr": fusion_ehr,
         "selection_folds": selection_folds, "n_bootstrap": n_bootstrap, "n_jobs": n_jobs,
@@ -292,6 +353,7 @@ def run_benchmark(
         summary=summary,
         metadata=metadata(options, time.perf_counter() - start),
         predictions=preds,
+        modality_report=next((a.modality_report_ for a in adaptive.values()), None),
     )
     if out is not None:
         from ._outputs import write_outputs

@@ -289,12 +289,13 @@ def modality_report(
     search = AdaptiveFusionSurvival(
         modalities=modalities,
         cv=cv,
+        kinds=list(_SCREEN_KINDS),
         candidate_params=candidate_params,
         n_jobs=n_jobs,
         random_state=random_state,
         verbose=verbose,
     )
-    X, _, _ = search._select(X, y, groups, kinds=_SCREEN_KINDS)
+    X, _, _ = search._select(X, y, groups)
     search.selection_reason_ += (
         " Compared: unimodal, linear, early and late; AdaptiveFusionSurvival also tries "
         "contrastive and attention fusion."

@@ -4,138 +4,20 @@ from __future__ import annotations
 
 import numbers
 import time
-import warnings
 
 import numpy as np
-import pandas as pd
 from sklearn.base import MetaEstimatorMixin, clone
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.model_selection import StratifiedGroupKFold, check_cv
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition, available_if
-from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_array, check_is_fitted, has_fit_parameter, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from sksurv.base import SurvivalAnalysisMixin
-from sksurv.linear_model import CoxnetSurvivalAnalysis
 
 from ..inspection._modality_report import build_modality_report
-from ._co_attention import CoAttentionFusionSurvival
-from ._contrastive import ContrastiveFusionSurvival
-from ._cross_attention import CrossAttentionFusionSurvival
-from ._deep import DeepSurvival
-from ._late import LateFusionSurvival
+from ._adaptive_candidates import candidate_list, prepare, resolve_modalities
+from ._adaptive_cv import choose_one_se, cross_validate, final_step, fit_with_groups, make_splits
 from ._target import check_survival_target
 
 __all__ = ["AdaptiveFusionSurvival"]
-
-# Complexity of the default candidates: the one-standard-error rule moves toward
-# the lowest level. User candidates are ranked by their position in the list.
-_LEVELS = {"unimodal": 0, "linear": 1, "early": 2, "late": 3, "contrastive": 4, "attention": 5}
-
-
-def resolve_modalities(X, modalities):
-    """Modality names and their columns, as the fusion estimators resolve them.
-
-    Returns ``names`` (list) and ``columns`` (dict name -> list of column
-    names for a DataFrame, of indices otherwise). Errors are the fusion
-    estimators' own (missing prefixes, overlapping columns, != 2 modalities).
-    """
-    probe = LateFusionSurvival(modalities=modalities)
-    feature_names = np.asarray(X.columns, dtype=object) if hasattr(X, "columns") else None
-    if feature_names is not None:
-        probe.feature_names_in_ = feature_names
-    probe._resolve_modalities(np.empty((0, X.shape[1])))
-    names = sorted(probe.modality_names_)
-    columns = {
-        m: (
-            feature_names[probe.modality_columns_[m]].tolist()
-            if feature_names is not None
-            else probe.modality_columns_[m].tolist()
-        )
-        for m in names
-    }
-    return names, columns
-
-
-def _scaler(pandas):
-    scaler = StandardScaler()
-    return scaler.set_output(transform="pandas") if pandas else scaler
-
-
-def default_candidates(columns, *, pandas):
-    """The default candidate list: ``(name, estimator, kind)``, simplest first.
-
-    ``columns``: dict modality -> its columns (names or indices), two modalities.
-    """
-    names = list(columns)
-    explicit = {m: list(cols) for m, cols in columns.items()}
-    out = []
-    for m in names:
-        select = ColumnTransformer([(m, "passthrough", list(columns[m]))], remainder="drop")
-        unimodal = make_pipeline(
-            select, SimpleImputer(keep_empty_features=True), StandardScaler(), DeepSurvival()
-        )
-        out.append((f"{m}_only", unimodal, "unimodal"))
-    linear = CoxnetSurvivalAnalysis(l1_ratio=0.5, alpha_min_ratio=0.05, fit_baseline_model=True)
-    out.append(("linear", make_pipeline(SimpleImputer(), StandardScaler(), linear), "linear"))
-    early = make_pipeline(SimpleImputer(keep_empty_features=True), StandardScaler(), DeepSurvival())
-    out.append(("early", early, "early"))
-    out.append(
-        ("late", make_pipeline(_scaler(pandas), LateFusionSurvival(modalities=explicit)), "late")
-    )
-    contrastive = ContrastiveFusionSurvival(modalities=explicit)
-    out.append(("contrastive", make_pipeline(_scaler(pandas), contrastive), "contrastive"))
-    for m in names:
-        cross = CrossAttentionFusionSurvival(modalities=explicit, query=m)
-        out.append((f"cross_attention_{m}", make_pipeline(_scaler(pandas), cross), "attention"))
-    for m in names:
-        co = CoAttentionFusionSurvival(modalities=explicit, guide=m)
-        out.append((f"co_attention_{m}", make_pipeline(_scaler(pandas), co), "attention"))
-    return out
-
-
-def _set_everywhere(estimator, name, value):
-    """Set parameter ``name`` on the estimator and every nested estimator having it."""
-    keys = [k for k in estimator.get_params(deep=True) if k == name or k.endswith(f"__{name}")]
-    if keys:
-        estimator.set_params(**dict.fromkeys(keys, value))
-    return estimator
-
-
-def _final_step(estimator):
-    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
-
-
-def _fit(estimator, X, y, groups):
-    """Fit, handing ``groups`` to the final step when its ``fit`` takes it."""
-    final = _final_step(estimator)
-    if groups is None or not has_fit_parameter(final, "groups"):
-        return estimator.fit(X, y)
-    if isinstance(estimator, Pipeline):
-        return estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__groups": groups})
-    return estimator.fit(X, y, groups=groups)
-
-
-def _fit_and_score(estimator, X, y, groups, train, test, error_score):
-    """Fit on ``train``, Harrell's C on ``test``; returns ``(score, fit seconds, error)``."""
-
-    def part(a, idx):
-        return None if a is None else _safe_indexing(a, idx)
-
-    start = time.perf_counter()
-    try:
-        _fit(estimator, part(X, train), y[train], part(groups, train))
-        elapsed = time.perf_counter() - start
-        score = float(estimator.score(part(X, test), y[test]))
-    except Exception as exc:  # noqa: BLE001 - reported as error_score, like GridSearchCV
-        if isinstance(error_score, str):
-            raise
-        return float(error_score), time.perf_counter() - start, f"{type(exc).__name__}: {exc}"
-    return score, elapsed, None
 
 
 def _as_2d(X):
@@ -198,6 +80,14 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         Folds. An int gives :class:`~sklearn.model_selection.StratifiedGroupKFold`
         (shuffled, stratified by the event indicator, grouped by ``groups``).
         A splitter is called as ``cv.split(X, event, groups)``.
+    kinds : list of str or None, default=None
+        Keep only the default candidates of these kinds, from
+        ``"unimodal"``, ``"linear"``, ``"early"``, ``"late"``,
+        ``"contrastive"`` and ``"attention"``; e.g. ``["unimodal", "linear",
+        "early", "late"]`` for a quick screen without the slower fusion
+        networks. ``None``: all. Only with ``candidates=None``; the
+        ``"unimodal"`` and ``"early"`` kinds are always kept (the modality
+        report reads them).
     candidate_params : dict or None, default=None
         Parameters set on every candidate (and every step of a candidate
         pipeline) that has them, for the cross-validation and the refit, e.g.
@@ -277,6 +167,7 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         "candidates": [list, None],
         "modalities": [dict, None],
         "cv": [Interval(numbers.Integral, 2, None, closed="left"), "cv_object"],
+        "kinds": [list, tuple, None],
         "candidate_params": [dict, None],
         "n_jobs": [numbers.Integral, None],
         "random_state": ["random_state"],
@@ -290,6 +181,7 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         *,
         modalities=None,
         cv=5,
+        kinds=None,
         candidate_params=None,
         n_jobs=None,
         random_state=None,
@@ -299,6 +191,7 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         self.candidates = candidates
         self.modalities = modalities
         self.cv = cv
+        self.kinds = kinds
         self.candidate_params = candidate_params
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -339,24 +232,34 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         """
         X, groups, best = self._select(X, y, groups)
         start = time.perf_counter()
-        self.best_estimator_ = _fit(best, X, y, groups)
+        self.best_estimator_ = fit_with_groups(best, X, y, groups)
         self.refit_time_ = time.perf_counter() - start
         self.modality_report_ = self._report(X)
         return self
 
-    def _select(self, X, y, groups, kinds=None):
-        """Validate, cross-validate and choose; returns X, groups and the unfitted choice.
-
-        ``kinds`` restricts the default candidates to those kinds.
-        """
+    def _select(self, X, y, groups):
+        """Validate, cross-validate and choose; returns X, groups and the unfitted choice."""
         self._validate_params()
         X, event, groups = self._check_fit_data(X, y, groups)
-        prepared, seed = self._prepare(hasattr(X, "columns"), kinds)
-        splits = self._splits(X, event, groups, seed)
+        listed = candidate_list(
+            self.candidates, self._modality_columns, pandas=hasattr(X, "columns"), kinds=self.kinds
+        )
+        prepared, seed = prepare(listed, self.random_state, self.candidate_params)
+        splits = make_splits(self.cv, X, event, groups, seed)
         self.n_splits_ = len(splits)
-        self.cv_results_ = self._cross_validate(prepared, splits, X, y, groups)
+        self.cv_results_ = cross_validate(
+            prepared,
+            splits,
+            X,
+            y,
+            groups,
+            n_jobs=self.n_jobs,
+            error_score=self.error_score,
+            verbose=self.verbose,
+        )
         self.candidates_ = [(p[0], clone(p[1])) for p in prepared]
-        self._choose()
+        self.best_index_, self.selection_reason_ = choose_one_se(self.cv_results_)
+        self.best_strategy_ = str(self.cv_results_.at[self.best_index_, "candidate"])
         return X, groups, clone(prepared[self.best_index_][1])
 
     def _check_fit_data(self, X, y, groups):
@@ -377,152 +280,6 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
                 )
         self.modality_names_, self._modality_columns = resolve_modalities(X, self.modalities)
         return X, event, groups
-
-    def _candidate_list(self, pandas, kinds=None):
-        """``(name, estimator, kind, level, eligible)`` for every model to cross-validate."""
-        defaults = default_candidates(self._modality_columns, pandas=pandas)
-        if self.candidates is None:
-            out = [(n, e, k, _LEVELS[k], True) for n, e, k in defaults if not kinds or k in kinds]
-        else:
-            out = []
-            for i, item in enumerate(self.candidates):
-                if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-                    raise TypeError(
-                        f"candidates[{i}] must be a (name, estimator) tuple; got {item!r}."
-                    )
-                name, est = item
-                if not (hasattr(est, "fit") and hasattr(est, "predict")):
-                    raise TypeError(
-                        f"candidate {name!r} must be an estimator with fit and predict; got "
-                        f"{type(est).__name__}."
-                    )
-                out.append((name, est, "user", i, True))
-            names = [o[0] for o in out]
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if not out or dupes or any("__" in n for n in names):
-                raise ValueError(
-                    "candidates must be a non-empty list with unique names without '__'; got "
-                    f"names {names}."
-                )
-            for name, est, kind in defaults:  # report references the list lacks
-                if kind in ("unimodal", "early") and name not in names:
-                    out.append((name, est, kind, _LEVELS[kind], False))
-        return out
-
-    def _prepare(self, pandas, kinds=None):
-        rng = check_random_state(self.random_state)
-        prepared = []
-        for name, est, kind, level, eligible in self._candidate_list(pandas, kinds):
-            est = clone(est)
-            if self.random_state is not None:
-                _set_everywhere(est, "random_state", int(rng.randint(np.iinfo(np.int32).max)))
-            for param, value in (self.candidate_params or {}).items():
-                _set_everywhere(est, param, value)
-            prepared.append((name, est, kind, level, eligible))
-        split_seed = None if self.random_state is None else int(rng.randint(np.iinfo(np.int32).max))
-        return prepared, split_seed
-
-    def _splits(self, X, event, groups, seed):
-        if isinstance(self.cv, numbers.Integral):
-            splitter = StratifiedGroupKFold(self.cv, shuffle=True, random_state=seed)
-            ids = np.arange(len(event)) if groups is None else groups
-            splits = list(splitter.split(np.zeros(len(event)), event, ids))
-        else:
-            splits = list(check_cv(self.cv).split(X, event, groups))
-        for k, (_, test) in enumerate(splits):
-            n_test_events = int(event[test].sum())
-            if n_test_events < 2:
-                raise ValueError(
-                    f"fold {k} has {n_test_events} events among its {len(test)} test rows; "
-                    f"Harrell's C needs at least 2. Use fewer folds (cv={self.cv!r}) or more "
-                    "data."
-                )
-        return splits
-
-    def _cross_validate(self, prepared, splits, X, y, groups):
-        tasks = [(c, k) for c in range(len(prepared)) for k in range(len(splits))]
-        parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
-        outputs = parallel(
-            delayed(_fit_and_score)(
-                clone(prepared[c][1]), X, y, groups, *splits[k], self.error_score
-            )
-            for c, k in tasks
-        )
-        scores = np.full((len(prepared), len(splits)), np.nan)
-        times = np.zeros_like(scores)
-        errors: dict[int, list[str]] = {}
-        done = np.zeros(len(prepared), dtype=int)
-        for (c, k), (score, seconds, error) in zip(tasks, outputs, strict=True):
-            scores[c, k], times[c, k] = score, seconds
-            if error is not None:
-                errors.setdefault(c, []).append(error)
-            done[c] += 1
-            if self.verbose and done[c] == len(splits):
-                print(
-                    f"[AdaptiveFusionSurvival] {prepared[c][0]}: C {np.nanmean(scores[c]):.4f} "
-                    f"+/- {np.nanstd(scores[c], ddof=1):.4f} ({times[c].sum():.1f} s)",
-                    flush=True,
-                )
-        for c, errs in errors.items():
-            warnings.warn(
-                f"candidate {prepared[c][0]!r} failed on {len(errs)} of {len(splits)} folds "
-                f"(first error: {errs[0]}); its folds score {self.error_score} and it is not "
-                "chosen. Pass error_score='raise' to see the traceback.",
-                UserWarning,
-                stacklevel=3,
-            )
-        return self._results_table(prepared, scores, times)
-
-    @staticmethod
-    def _results_table(prepared, scores, times):
-        n_folds = scores.shape[1]
-        table = pd.DataFrame(
-            {
-                "candidate": [p[0] for p in prepared],
-                "kind": [p[2] for p in prepared],
-                "level": [p[3] for p in prepared],
-                "eligible": [p[4] for p in prepared],
-                "mean_c": scores.mean(axis=1),
-                "sd_c": scores.std(axis=1, ddof=1),
-            }
-        )
-        table["se_c"] = table["sd_c"] / np.sqrt(n_folds)
-        for k in range(n_folds):
-            table[f"split{k}_c"] = scores[:, k]
-        table["mean_fit_time"] = times.mean(axis=1)
-        table["total_fit_time"] = times.sum(axis=1)
-        return table
-
-    def _choose(self):
-        """One-standard-error rule toward the lowest complexity level."""
-        table = self.cv_results_
-        ok = table["eligible"] & np.isfinite(table["mean_c"])
-        if not ok.any():
-            raise ValueError(
-                "every candidate failed in at least one fold; nothing to choose. Pass "
-                "error_score='raise' to see why."
-            )
-        best = table.loc[ok, "mean_c"].idxmax()
-        bar = table.at[best, "mean_c"] - table.at[best, "se_c"]
-        within = ok & (table["mean_c"] >= bar)
-        level = table.loc[within, "level"].min()
-        chosen = table.loc[within & (table["level"] == level), "mean_c"].idxmax()
-        table["within_1se"] = within
-        table["chosen"] = table.index == chosen
-        self.best_index_ = int(chosen)
-        self.best_strategy_ = str(table.at[chosen, "candidate"])
-        c, best_c, se = table.at[chosen, "mean_c"], table.at[best, "mean_c"], table.at[best, "se_c"]
-        if chosen == best:
-            self.selection_reason_ = (
-                f"Highest CV C ({c:.3f}); no simpler candidate within one standard error "
-                f"({se:.3f})."
-            )
-        else:
-            self.selection_reason_ = (
-                f"Simplest candidate within one standard error of the best "
-                f"({table.at[best, 'candidate']}, C {best_c:.3f} +/- {se:.3f}); its CV C is "
-                f"{c:.3f}."
-            )
 
     def _report(self, X):
         table = self.cv_results_.set_index("candidate")
@@ -568,4 +325,4 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
     def unique_times_(self):
         """Time grid of ``return_array=True`` predictions (the chosen model's)."""
         check_is_fitted(self)
-        return _final_step(self.best_estimator_).unique_times_
+        return final_step(self.best_estimator_).unique_times_
