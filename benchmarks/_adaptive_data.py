@@ -51,7 +51,7 @@ def cohort_embeddings(n_subjects, balance, seed, *, cache_dir=None):
     if path is not None and path.exists():
         table = pd.read_parquet(path)
     else:
-        table = _encode(n_subjects, balance, seed)
+        table = encode_table(n_subjects, balance, seed, ct_encoder=False)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             table.to_parquet(path)
@@ -63,10 +63,17 @@ def cohort_embeddings(n_subjects, balance, seed, *, cache_dir=None):
     return X, y, table["train"].to_numpy(bool)
 
 
-def _encode(n_subjects, balance, seed):
-    from multimodal_surv.datasets import make_synthetic_cohort
-    from multimodal_surv.encoders import EHRCountEncoder, make_multimodal_encoder
+def encode_table(n_subjects, balance, seed, *, ct_encoder):
+    """One row per subject: the encoders' columns, ``ct_part``, ``event``, ``time``, ``train``.
 
+    ``ct_encoder``: also encode the CT volumes with the library's
+    ``CTEncoder("ssl")`` (``ct__*`` columns); otherwise the volumes are
+    minimal (4 x 4 x 4) and not read.
+    """
+    from multimodal_surv.datasets import make_synthetic_cohort
+    from multimodal_surv.encoders import CTEncoder, EHRCountEncoder, make_multimodal_encoder
+
+    shape = {} if ct_encoder else {"volume_shape": (4, 4, 4)}
     with tempfile.TemporaryDirectory() as root:
         data = make_synthetic_cohort(
             root,
@@ -74,11 +81,14 @@ def _encode(n_subjects, balance, seed):
             balance=balance,
             random_state=seed,
             external_fraction=0.0,
-            volume_shape=(4, 4, 4),
+            **shape,
         )
         cohort = data.cohort.reset_index(drop=True)
         train = (cohort["split"] == "train").to_numpy()
-        encoder = make_multimodal_encoder(ehr=EHRCountEncoder(data.meds_root))
+        encoders = {"ehr": EHRCountEncoder(data.meds_root)}
+        if ct_encoder:
+            encoders = {"ct": CTEncoder("ssl", on_error="nan", random_state=seed), **encoders}
+        encoder = make_multimodal_encoder(**encoders)
         table = encoder.fit(cohort[train]).transform(cohort).reset_index(drop=True)
         table["ct_part"] = data.oracle_parts["ct_part"].to_numpy()
         event_field, time_field = data.y.dtype.names

@@ -142,6 +142,18 @@ def test_missing_report_references_are_cross_validated_but_not_chosen(data):
     assert est.best_strategy_ == "early"
 
 
+def test_kinds_keep_the_named_default_candidates_and_the_report_references():
+    from multimodal_surv.models._adaptive_candidates import candidate_list
+
+    columns = {"ct": ["ct__a"], "ehr": ["ehr__a"]}
+    listed = candidate_list(None, columns, pandas=True, kinds=["linear", "late"])
+    names = [c[0] for c in listed]
+    assert names == ["ct_only", "ehr_only", "linear", "early", "late"]
+    assert [c[3] for c in listed] == [0, 0, 1, 2, 3] and all(c[4] for c in listed)
+    everything = candidate_list(None, columns, pandas=True)
+    assert [c[2] for c in everything].count("attention") == 4 and len(everything) == 10
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
@@ -150,6 +162,8 @@ def test_missing_report_references_are_cross_validated_but_not_chosen(data):
         ({"candidates": [("a", "not an estimator")]}, TypeError, "fit and predict"),
         ({"modalities": {"ct": ["ct__x0"]}}, ValueError, "belong to no modality"),
         ({"cv": 3}, ValueError, "events among its"),
+        ({"kinds": ["late", "attn"]}, ValueError, r"unknown: \['attn'\]"),
+        ({"kinds": ["late"], "candidates": [("a", DeepSurvival())]}, ValueError, "candidates list"),
     ],
 )
 def test_bad_arguments(data, kwargs, error, match):
