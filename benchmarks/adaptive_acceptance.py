@@ -185,8 +185,9 @@ def report(results, args):
         f"`make_synthetic_cohort`, {args.n_subjects} subjects (internal site, {n_train} "
         "training, the rest internal test), `CTEncoder('ssl')` + `EHRCountEncoder` fitted on "
         f"the training subjects; cv={args.cv}, max_epochs={args.max_epochs} for every "
-        "network candidate, 1 torch thread. Acceptance seeds "
-        f"{sorted({s for _, s in results})} (tuning seeds {list(TUNING_SEEDS)} not used). "
+        "network candidate, 1 torch thread. Seeds "
+        f"{sorted({s for _, s in results})} (not used to tune anything; tuning seeds were "
+        f"{list(TUNING_SEEDS)}). "
         "C: Harrell's C on the internal test rows."
     )
     fixed = pd.DataFrame(
