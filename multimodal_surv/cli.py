@@ -278,9 +278,11 @@ def _synthetic_cohort(args, out, balance):
 def _models(args):
     from .benchmark import default_models
     from .benchmark._models import configure, select_models
-    from .benchmark._run import QUICK_MAX_EPOCHS
+    from .benchmark._run import QUICK_MAX_EPOCHS, quick_adaptive
 
     models = default_models(fusion_ehr=args.fusion_ehr, random_state=args.random_state)
+    if args.quick:
+        quick_adaptive(models)
     if args.models is not None:
         models = select_models(models, [m for m in args.models.split(",") if m.strip()])
     max_epochs = args.max_epochs or (QUICK_MAX_EPOCHS if args.quick else None)

@@ -285,3 +285,18 @@ def test_selection_scores_do_not_depend_on_n_jobs():
     one = cv_scores(_coxnet_rows(), embeddings, data.y, rows, groups, n_jobs=1, **kw)
     two = cv_scores(_coxnet_rows(), embeddings, data.y, rows, groups, n_jobs=2, **kw)
     pd.testing.assert_frame_equal(one, two)
+
+
+def test_quick_adaptive_row_screens_the_cheap_families_on_three_folds():
+    from types import SimpleNamespace
+
+    from multimodal_surv import cli
+
+    args = SimpleNamespace(
+        fusion_ehr="both", random_state=0, models=None, max_epochs=None, quick=True
+    )
+    adaptive = cli._models(args)["Adaptive"]
+    params = adaptive.estimator.get_params()
+    assert adaptive.role == "adaptive" and params["cv"] == 3
+    assert params["kinds"] == ["unimodal", "linear", "early", "late"]
+    assert params["candidate_params"] == {"max_epochs": 40}

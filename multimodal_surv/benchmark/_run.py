@@ -173,6 +173,14 @@ def score_sites(preds, y, groups, masks, horizons, grid, reference, fusion, n_bo
     return sites
 
 
+def quick_adaptive(models):
+    """Set ``QUICK_ADAPTIVE`` on every adaptive row of ``models`` (in place)."""
+    for spec in models.values():
+        if getattr(spec, "role", None) == "adaptive":
+            spec.estimator.set_params(**QUICK_ADAPTIVE)
+    return models
+
+
 def _prepare(models, fusion_ehr, random_state, device, quick, adaptive=False):
     """The rows to run: ``models`` or the defaults, on ``device``.
 
@@ -184,9 +192,8 @@ def _prepare(models, fusion_ehr, random_state, device, quick, adaptive=False):
     if models is None:
         models = default_models(fusion_ehr=fusion_ehr, random_state=random_state)
         max_epochs = QUICK_MAX_EPOCHS if quick else None
-        for spec in models.values():
-            if quick and spec.role == "adaptive":
-                spec.estimator.set_params(**QUICK_ADAPTIVE)
+        if quick:
+            quick_adaptive(models)
     else:
         max_epochs = None
     specs = {name: as_spec(name, spec) for name, spec in models.items()}
