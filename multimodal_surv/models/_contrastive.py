@@ -42,7 +42,11 @@ class ContrastiveFusionSurvival(FusionSurvivalNet):
     Trained end to end, the fused head overfits a modality that carries no
     signal and learns from fewer rows when a modality is often missing; the
     stacking lets held-out rows decide how far to trust it, and each encoder
-    learns from every row that has its modality. ``unimodal_weight=0``
+    learns from every row that has its modality. The stacking is cross-fitted
+    as in :class:`LateFusionSurvival`: each of 5 folds of the validation rows
+    brings its three risks at the epoch early stopping would have chosen on
+    the other folds, so the weights are not fitted on risks whose epoch their
+    own rows chose. ``unimodal_weight=0``
     trains and predicts with the fused head alone (the plain contrastive
     model of [2]_).
 

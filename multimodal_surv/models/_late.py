@@ -90,6 +90,16 @@ class LateFusionSurvival(FusionSurvivalNet):
     never dropped. With ``validation_fraction=None`` the weights are fitted on
     the training rows.
 
+    The stacking is cross-fitted, so that the weights are not fitted on risks
+    whose epoch their own rows chose: the validation rows are split into 5
+    event-stratified folds (whole subjects with ``fit(..., groups=...)``);
+    each fold brings its risks at the epochs each head reached its best C on
+    the other four folds (the validation risks of every epoch are kept during
+    training, and dropped after it); the weights are fitted on these
+    out-of-fold risks of all validation rows. The heads of the fitted model
+    keep their best epoch on all validation rows; training itself is the same
+    as without cross-fitting.
+
     Modalities come from the ``"<name>__"`` column prefixes of a DataFrame
     (e.g. ``ColumnTransformer(...).set_output(transform="pandas")``) or from
     ``modalities``. Exactly two are needed.

@@ -28,8 +28,7 @@ class StackingMixin:
     the risks used for a missing modality (:func:`fit_risk_combination`) on
     the validation rows. Fitted on the risks of the final model, those
     weights are optimistic: each head's epoch was picked on the same rows'
-    noise. With cross-fitting (``_stacking_rows = "crossfit"``), the
-    validation rows are split into
+    noise. So the stacking is cross-fitted: the validation rows are split into
     ``STACKING_FOLDS`` event-stratified folds (whole subjects with
     ``groups``), the validation risks of every epoch are recorded
     (:class:`StackingRecorder`), and each fold contributes its risks at the
@@ -52,7 +51,7 @@ class StackingMixin:
     # risks (their epochs were chosen on those same rows); "separate": one
     # half of the validation split chooses the epochs, the other fits the
     # weights. Compared in benchmarks/stacking_rows.py (docs/fusion.md).
-    _stacking_rows = "same"
+    _stacking_rows = "crossfit"
     # Which selection unit (column of _selection_risks) chooses the epoch of
     # each stacked risk.
     _selection_units: tuple[int, ...] = ()
