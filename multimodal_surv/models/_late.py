@@ -120,6 +120,9 @@ class LateFusionSurvival(FusionSurvivalNet):
         Hidden layers of each modality's risk head.
     activation : {"relu", "gelu", "selu", "tanh"}, default="relu"
     dropout : float, default=0.2
+        Dropout of the heads' hidden layers, as in DeepSurvival. Against 0.1 on
+        scikit-survival's breast cancer cohort (``benchmarks/dropout_defaults.py``, 2 x 5
+        folds): +0.002 +- 0.002 C, no measurable difference.
     module : torch.nn.Module class, default=multimodal_surv.nn.LateFusionNet
     lr : float, default=3e-3
         The same as every other estimator of the library.
