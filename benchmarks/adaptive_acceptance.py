@@ -42,7 +42,7 @@ from sklearn.base import clone
 from multimodal_surv import AdaptiveFusionSurvival
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _adaptive_data import TUNING_SEEDS, encode_table  # noqa: E402
+from _adaptive_data import TUNING_SEEDS, cohort_embeddings, encode_table  # noqa: E402
 from _common import write_table  # noqa: E402
 
 ACCEPTANCE_SEEDS = (101, 102, 103)
@@ -50,8 +50,14 @@ BALANCES = (0.0, 0.5, 1.0)
 SIMPLE = {"unimodal", "linear", "late"}
 
 
-def encode(n_subjects, balance, seed, cache_dir):
-    """``X`` (ct__*, ehr__*), ``y`` and the boolean ``train`` mask, cached as parquet."""
+def encode(n_subjects, balance, seed, cache_dir, ct="encoder"):
+    """``X`` (ct__*, ehr__*), ``y`` and the boolean ``train`` mask, cached as parquet.
+
+    ``ct="simulated"``: the simulated CT embedding of ``_adaptive_data.py``
+    instead of ``CTEncoder("ssl")`` (minutes per cohort less).
+    """
+    if ct == "simulated":
+        return cohort_embeddings(n_subjects, balance, seed, cache_dir=cache_dir)
     path = Path(cache_dir) / f"cohort_{n_subjects}_{balance}_{seed}.parquet"
     if not path.exists():
         table = encode_table(n_subjects, balance, seed, ct_encoder=True)
@@ -83,6 +89,10 @@ def run_cohort(X, y, train, seed, **params):
         "kind": str(table.at[model.best_strategy_, "kind"]),
         "fixed": fixed,
         "cv_c": {n: float(c) for n, c in table["mean_c"].items()},
+        "folds": {
+            n: table.loc[n, [c for c in table.columns if c.startswith("split")]].tolist()
+            for n in table.index
+        },
         "ct_share": float(model.modality_report_.balance["ct"]),
         "ehr_share": float(model.modality_report_.balance["ehr"]),
         "adaptive_fit_s": seconds,
@@ -134,24 +144,32 @@ def checks(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-subjects", type=int, default=360)
-    parser.add_argument("--cv", type=int, default=3)
-    parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--cv", type=int, default=None, help="default: the library's")
+    parser.add_argument("--max-epochs", type=int, default=None, help="default: the library's")
+    parser.add_argument("--ct", choices=["encoder", "simulated"], default="encoder")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(ACCEPTANCE_SEEDS))
     parser.add_argument("--balances", type=float, nargs="+", default=list(BALANCES))
     parser.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "adaptive_acc"))
     parser.add_argument("--name", default="adaptive_acceptance")
     parser.add_argument(
+        "--tuning", action="store_true", help="run tuning seeds (not an acceptance run)"
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="tabulate the cached cohorts, fit nothing"
     )
     args = parser.parse_args(argv)
-    if set(args.seeds) & set(TUNING_SEEDS):
+    if set(args.seeds) & set(TUNING_SEEDS) and not args.tuning:
         parser.error(f"seeds {TUNING_SEEDS} were used for tuning; accept on others.")
     import torch
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", ".*reached max_epochs")
-    params = {"cv": args.cv, "candidate_params": {"max_epochs": args.max_epochs}}
-    tag = f"{args.n_subjects}_cv{args.cv}_e{args.max_epochs}"
+    params = {}
+    if args.cv is not None:
+        params["cv"] = args.cv
+    if args.max_epochs is not None:
+        params["candidate_params"] = {"max_epochs": args.max_epochs}
+    tag = f"{args.n_subjects}_cv{args.cv}_e{args.max_epochs}_{args.ct}"
     results = {}
     for seed in args.seeds:
         for balance in args.balances:
@@ -160,7 +178,7 @@ def main(argv=None):
                 continue
             if not out.exists():
                 start = time.perf_counter()
-                X, y, train = encode(args.n_subjects, balance, seed, args.cache_dir)
+                X, y, train = encode(args.n_subjects, balance, seed, args.cache_dir, args.ct)
                 encoded = time.perf_counter() - start
                 r = run_cohort(X, y, train, seed, **params)
                 r["encode_s"], r["total_s"] = encoded, time.perf_counter() - start

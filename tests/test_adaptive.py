@@ -66,16 +66,43 @@ def test_one_standard_error_rule_moves_to_the_simplest_level():
             "se_c": [0.01, 0.01, 0.01, 0.01, 0.02],
         }
     )
-    chosen, reason = choose_one_se(table)
+    chosen, reason = choose_one_se(table, paired=False)
     # best 0.71 +/- 0.02 -> bar 0.69: ehr_only (level 0) is within it, ct_only is not
     assert table.at[chosen, "candidate"] == "ehr_only"
     assert table["within_1se"].tolist() == [False, True, True, True, True]
     assert table["chosen"].tolist() == [False, True, False, False, False]
     assert "co_attention_ct, C 0.710 +/- 0.020" in reason
     table.loc[4, "se_c"] = 0.001  # a sharp winner stays chosen
-    chosen, reason = choose_one_se(table)
+    chosen, reason = choose_one_se(table, paired=False)
     assert table.at[chosen, "candidate"] == "co_attention_ct"
     assert reason.startswith("Highest CV C (0.710)")
+
+
+def test_paired_rule_reads_the_fold_wise_difference():
+    late = np.array([0.70, 0.75, 0.80, 0.65, 0.85])  # mean 0.75, se 0.035
+
+    def table(simple):
+        folds = np.vstack([simple, late])
+        out = pd.DataFrame(
+            {"candidate": ["ehr_only", "late"], "level": [0, 3], "eligible": [True, True]}
+        )
+        out["mean_c"], out["sd_c"] = folds.mean(1), folds.std(1, ddof=1)
+        out["se_c"] = out["sd_c"] / np.sqrt(5)
+        for k in range(5):
+            out[f"split{k}_c"] = folds[:, k]
+        return out
+
+    # 0.02 below late on every fold: within the best's own se, not within the paired se (0)
+    steady = table(late - 0.02)
+    assert steady.loc[choose_one_se(steady, paired=False)[0], "candidate"] == "ehr_only"
+    chosen, reason = choose_one_se(steady, paired=True)
+    assert steady.at[chosen, "candidate"] == "late" and steady["se_diff_c"].tolist() == [0, 0]
+    # 0.01 below on average, the difference swinging by 0.035 per fold: within
+    swinging = table(late + np.array([-0.05, 0.03, -0.04, 0.02, -0.01]))
+    chosen, reason = choose_one_se(swinging, paired=True)
+    assert swinging.at[chosen, "candidate"] == "ehr_only"
+    assert swinging["se_diff_c"].iloc[0] == pytest.approx(np.sqrt(0.005 / 4 / 5))
+    assert "fold-wise difference" in reason
 
 
 def test_subject_folds_keep_a_subjects_rows_together(data):

@@ -112,7 +112,8 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
         One row per candidate: ``candidate``, ``kind``, ``level``
         (complexity), ``eligible``, ``mean_c``, ``sd_c`` (over folds),
         ``se_c``, ``split<k>_c``, ``mean_fit_time`` and ``total_fit_time``
-        (seconds), ``within_1se`` and ``chosen``.
+        (seconds), ``se_diff_c`` (standard error of the per-fold difference
+        to the best candidate), ``within_1se`` and ``chosen``.
     best_strategy_ : str
         Name of the chosen candidate.
     best_index_ : int

@@ -15,6 +15,10 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import has_fit_parameter
 
+# The one-standard-error rule's standard error: of the per-fold difference to
+# the best candidate (True) or of the best candidate's mean (False).
+PAIRED = False
+
 
 def final_step(estimator):
     """The last step of a pipeline, or the estimator itself."""
@@ -125,11 +129,25 @@ def results_table(prepared, scores, times):
     return table
 
 
-def choose_one_se(table):
+def _paired_se(table, best):
+    """Standard error of each candidate's per-fold C difference to ``best``."""
+    folds = table[[c for c in table.columns if c.startswith("split") and c.endswith("_c")]]
+    if folds.shape[1] < 2:
+        return pd.Series(np.nan, index=table.index)
+    diff = folds.loc[best].to_numpy(float) - folds.to_numpy(float)
+    return pd.Series(diff.std(axis=1, ddof=1) / np.sqrt(diff.shape[1]), index=table.index)
+
+
+def choose_one_se(table, *, paired=PAIRED):
     """One-standard-error rule toward the lowest complexity level.
 
-    Adds the ``within_1se`` and ``chosen`` columns to ``table`` (in place);
-    returns the chosen row's index and a one-line reason.
+    ``paired=True``: a candidate is within one standard error when its mean
+    C is below the best by at most the standard error of their per-fold
+    difference (``se_diff_c``); ``False``: by at most the best candidate's
+    own standard error (``se_c``).
+    Adds the ``se_diff_c``, ``within_1se`` and ``chosen`` columns to
+    ``table`` (in place); returns the chosen row's index and a one-line
+    reason.
     """
     ok = table["eligible"] & np.isfinite(table["mean_c"])
     if not ok.any():
@@ -138,21 +156,29 @@ def choose_one_se(table):
             "error_score='raise' to see why."
         )
     best = table.loc[ok, "mean_c"].idxmax()
-    bar = table.at[best, "mean_c"] - table.at[best, "se_c"]
-    within = ok & (table["mean_c"] >= bar)
+    table["se_diff_c"] = _paired_se(table, best)
+    se = table["se_diff_c"] if paired else table.at[best, "se_c"]
+    within = ok & ((table["mean_c"] >= table.at[best, "mean_c"] - se) | (table.index == best))
     level = table.loc[within, "level"].min()
     chosen = table.loc[within & (table["level"] == level), "mean_c"].idxmax()
     table["within_1se"] = within
     table["chosen"] = table.index == chosen
-    c, best_c, se = table.at[chosen, "mean_c"], table.at[best, "mean_c"], table.at[best, "se_c"]
+    c, best_c, name = (
+        table.at[chosen, "mean_c"],
+        table.at[best, "mean_c"],
+        table.at[best, "candidate"],
+    )
     if chosen == best:
+        reason = f"Highest CV C ({c:.3f}); no simpler candidate within one standard error."
+    elif paired:
         reason = (
-            f"Highest CV C ({c:.3f}); no simpler candidate within one standard error ({se:.3f})."
+            f"Simplest candidate within one standard error of the fold-wise difference to the "
+            f"best ({name}, C {best_c:.3f}): its CV C is {c:.3f}, "
+            f"{best_c - c:.3f} <= {table.at[chosen, 'se_diff_c']:.3f} below."
         )
     else:
         reason = (
-            f"Simplest candidate within one standard error of the best "
-            f"({table.at[best, 'candidate']}, C {best_c:.3f} +/- {se:.3f}); its CV C is "
-            f"{c:.3f}."
+            f"Simplest candidate within one standard error of the best ({name}, C "
+            f"{best_c:.3f} +/- {table.at[best, 'se_c']:.3f}); its CV C is {c:.3f}."
         )
     return int(chosen), reason
