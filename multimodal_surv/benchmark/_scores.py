@@ -8,8 +8,9 @@ import numpy as np
 
 from ..metrics import concordance_index
 from . import _clinical as clin
+from ._draws import SiteDraws
 from ._stats import (
-    cindex_draws,
+    CindexDraws,
     holm,
     paired_difference,
     percentile_ci,
@@ -41,8 +42,8 @@ class Predictions:
         return Predictions(self.risk[rows], pick(self.surv), pick(self.surv_own))
 
 
-def _metric_values(preds, outcome, y_train, grid, slope_col):
-    """Every secondary metric of one model on one (re)sample."""
+def _point_values(preds, outcome, y_train, grid, slope_col):
+    """Every secondary metric of one model on the site itself (scikit-survival)."""
     values = clin.ipcw_metrics(
         y_train, outcome.y_ipcw, preds.risk, preds.surv, grid, outcome.horizons
     )
@@ -51,24 +52,18 @@ def _metric_values(preds, outcome, y_train, grid, slope_col):
     return values
 
 
-def _resample_outcome(outcome, idx):
-    return clin.SiteOutcome(
-        outcome.name, outcome.y[idx], outcome.y_ipcw[idx], outcome.horizons, outcome.n_truncated
-    )
+def _secondary(preds, outcome, y_train, grid, slope_col, shared):
+    """Point values and percentile CIs of the secondary metrics of one model.
 
-
-def _secondary(preds, outcome, y_train, grid, slope_col, resamples):
-    """Point values and percentile CIs of the secondary metrics of one model."""
-    point = _metric_values(preds, outcome, y_train, grid, slope_col)
-    draws = {k: [] for k in point}
-    for idx in resamples:
-        sample = _resample_outcome(outcome, idx)
-        values = _metric_values(preds.take(idx), sample, y_train, grid, slope_col)
-        for k in draws:
-            draws[k].append(values.get(k, np.nan))
+    ``shared`` is the site's :class:`~._draws.SiteDraws` (its resamples).
+    """
+    point = _point_values(preds, outcome, y_train, grid, slope_col)
+    draws = shared.ipcw_draws(preds.risk, preds.surv, grid)
+    if preds.surv is not None:
+        draws["cal slope"] = shared.slope_draws(preds.surv[:, slope_col])
     out = {}
     for k, v in point.items():
-        lo, hi = percentile_ci(draws[k], LEVEL)
+        lo, hi = percentile_ci(draws.get(k, []), LEVEL)
         out[k], out[f"{k} lo"], out[f"{k} hi"] = v, lo, hi
     if preds.surv_own is not None:
         out["D-cal p"] = clin.d_calibration(outcome.y, preds.surv_own)
@@ -86,8 +81,9 @@ def score_c(preds, outcome, resamples, *, reference, fusion):
     event_name, time_name = outcome.y.dtype.names
     event, time = outcome.y[event_name], outcome.y[time_name]
     draws, rows = {}, {}
+    c_draws = CindexDraws(event, time, resamples)
     for name, p in preds.items():
-        draws[name] = cindex_draws(event, time, p.risk, resamples)
+        draws[name] = c_draws(p.risk)
         lo, hi = percentile_ci(draws[name], LEVEL)
         rows[name] = {"C": concordance_index(event, time, p.risk), "C lo": lo, "C hi": hi}
     if reference is not None:
@@ -142,10 +138,9 @@ def score_site(
     rows = score_c(preds, outcome, resamples, reference=reference, fusion=fusion)
     mid = np.median(outcome.horizons) if len(outcome.horizons) else np.median(grid)
     slope_col = int(np.argmin(np.abs(grid - mid)))
+    shared = SiteDraws(y_train, outcome, resamples[:n_metric_bootstrap])
     for name, p in preds.items():
-        rows[name].update(
-            _secondary(p, outcome, y_train, grid, slope_col, resamples[:n_metric_bootstrap])
-        )
+        rows[name].update(_secondary(p, outcome, y_train, grid, slope_col, shared))
     widths = [r["C hi"] - r["C lo"] for r in rows.values()]
     width = float(np.nanmax(widths)) if np.isfinite(widths).any() else np.nan
     n_events = int(outcome.y[outcome.y.dtype.names[0]].sum())

@@ -6,7 +6,14 @@ import numpy as np
 
 from ..metrics import concordance_index
 
-__all__ = ["holm", "paired_difference", "percentile_ci", "subject_bootstrap"]
+__all__ = [
+    "CindexDraws",
+    "cindex_draws",
+    "holm",
+    "paired_difference",
+    "percentile_ci",
+    "subject_bootstrap",
+]
 
 #: A test set with fewer events, or a C-index CI wider than this, is flagged.
 MIN_EVENTS = 50
@@ -57,43 +64,88 @@ def percentile_ci(draws, level=0.95):
     return float(lo), float(hi)
 
 
-#: Largest test set whose bootstrap C-indices are computed with the pair matrix.
+#: Largest test set whose bootstrap draws are computed with pair matrices.
 PAIR_MATRIX_MAX_ROWS = 2500
+
+#: ``concordance_index``'s default tolerance for tied risks.
+TIED_TOL = 1e-8
+
+
+def count_matrix(resamples, n):
+    """How often each of ``n`` rows is drawn in each resample: shape (n_resamples, n)."""
+    return np.stack([np.bincount(idx, minlength=n) for idx in resamples]).astype(float)
+
+
+def comparable_pairs(event, time):
+    """Harrell's comparable pairs as a 0/1 matrix: row ``i`` had its event first.
+
+    ``i`` is comparable with ``j`` when ``i`` is an event and ``j`` is
+    followed up longer, or as long without an event (the definition of
+    :func:`sksurv.metrics.concordance_index_censored`, with its time ties).
+    """
+    event = np.asarray(event, dtype=bool)
+    time = np.asarray(time, dtype=float)
+    later = (time[:, None] < time[None, :]) | ((time[:, None] == time[None, :]) & ~event[None, :])
+    return (event[:, None] & later).astype(float)
+
+
+def concordance_credit(risk, tied_tol=TIED_TOL):
+    """1 where row ``i``'s risk exceeds row ``j``'s, 0.5 within ``tied_tol``, else 0."""
+    gap = risk[:, None] - risk[None, :]
+    return (gap > tied_tol) + 0.5 * (np.abs(gap) <= tied_tol)
+
+
+class CindexDraws:
+    """Harrell's C of any risk vector on each of a site's resamples.
+
+    A resample of row indices is the same data as the original rows weighted
+    by how often each was drawn, so the C-indices of all resamples come from
+    one matrix of the comparable pairs (shared by every risk vector) and one
+    of the concordant pairs: two matrix products instead of one sort per
+    resample. The pairs follow :func:`multimodal_surv.metrics.concordance_index`
+    (Harrell's definition with its time ties and ``tied_tol`` risk ties); a
+    row drawn twice is tied in time with its copy, so the copy is never a
+    pair. Sets above :data:`PAIR_MATRIX_MAX_ROWS` rows, and risks with a
+    non-finite value, call that function on each resample.
+    """
+
+    def __init__(self, event, time, resamples):
+        self.event = np.asarray(event, dtype=bool)
+        self.time = np.asarray(time, dtype=float)
+        self.resamples = resamples
+        self.pairs = len(self.time) <= PAIR_MATRIX_MAX_ROWS and len(resamples) > 0
+        if not self.pairs:
+            return
+        self.rows = np.flatnonzero(self.event)  # only an event starts a comparable pair
+        counts = count_matrix(resamples, len(self.time))
+        # float32 is exact here: every partial sum is a multiple of 1/2 below 2**23.
+        self.counts32 = counts[:, self.rows].astype(np.float32)
+        self.counts = counts
+        self.comparable = comparable_pairs(self.event, self.time)[self.rows]
+        self.total = self._quadratic(self.comparable)
+
+    def _quadratic(self, matrix):
+        left = (self.counts32 @ matrix.astype(np.float32)).astype(float)
+        return np.einsum("bi,bi->b", left, self.counts)
+
+    def __call__(self, risk):
+        """Harrell's C of ``risk`` on each resample (NaN where no pair is comparable)."""
+        risk = np.asarray(risk, dtype=float)
+        if not (self.pairs and np.isfinite(risk).all()):
+            return _cindex_draws_loop(self.event, self.time, risk, self.resamples)
+        credit = concordance_credit(risk)[self.rows] * self.comparable
+        scored = self._quadratic(credit)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.total > 0, scored / self.total, np.nan)
 
 
 def cindex_draws(event, time, risk, resamples):
     """Harrell's C of ``risk`` on each resample (NaN where no pair is comparable).
 
-    A resample of row indices is the same data as the original rows weighted
-    by how often each was drawn, so up to :data:`PAIR_MATRIX_MAX_ROWS` rows
-    the C-indices of all resamples come from one matrix of the comparable and
-    concordant pairs (two matrix products instead of one sort per resample).
-    The pairs follow :func:`multimodal_surv.metrics.concordance_index`
-    (Harrell's definition with its time ties and ``tied_tol`` risk ties); a
-    row drawn twice is tied in time with its copy, so the copy is never a
-    pair. Larger sets call that function on each resample.
+    See :class:`CindexDraws`, which shares the comparable pairs between
+    several risk vectors of one test set.
     """
-    event = np.asarray(event, dtype=bool)
-    time = np.asarray(time, dtype=float)
-    risk = np.asarray(risk, dtype=float)
-    n = len(time)
-    if n > PAIR_MATRIX_MAX_ROWS or not np.isfinite(risk).all():
-        return _cindex_draws_loop(event, time, risk, resamples)
-    comparable = event[:, None] & (
-        (time[:, None] < time[None, :]) | ((time[:, None] == time[None, :]) & ~event[None, :])
-    )
-    gap = risk[:, None] - risk[None, :]
-    tol = 1e-8  # concordance_index's default tied_tol
-    credit = comparable * ((gap > tol) + 0.5 * (np.abs(gap) <= tol))
-    out = np.empty(len(resamples))
-    for start in range(0, len(resamples), 256):
-        chunk = resamples[start : start + 256]
-        weights = np.stack([np.bincount(idx, minlength=n) for idx in chunk]).astype(float)
-        total = np.einsum("bi,bi->b", weights @ comparable, weights)
-        scored = np.einsum("bi,bi->b", weights @ credit, weights)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start : start + len(chunk)] = np.where(total > 0, scored / total, np.nan)
-    return out
+    return CindexDraws(event, time, resamples)(risk)
 
 
 def _cindex_draws_loop(event, time, risk, resamples):
