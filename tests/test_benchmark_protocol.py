@@ -246,6 +246,42 @@ def test_nested_cv_reports_mean_and_sd_over_outer_folds():
     assert len(summary["dC"]) == 3 and "mean ± sd over the outer folds" in summary["headline"]
 
 
+class _WarnsOnFit(TunedCoxnet):
+    """A Coxnet that warns on every fit, with the fit's size (numbers differ per fold)."""
+
+    def fit(self, X, y, groups=None):
+        import warnings
+
+        warnings.warn(f"only {len(X)} rows in this fit", UserWarning, stacklevel=2)
+        return super().fit(X, y, groups)
+
+
+def test_nested_cv_warns_once_per_model_over_all_outer_folds():
+    import warnings
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from multimodal_surv.benchmark import run_nested_cv
+
+    data, embeddings = _small_cohort(n_train=60, n_test=0)
+    rows = {
+        name: ModelSpec(
+            spec.inputs, make_pipeline(StandardScaler(), _WarnsOnFit(n_alphas=5)), spec.role
+        )
+        for name, spec in _coxnet_rows().items()
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_nested_cv(data, cv=3, selection_folds=2, embeddings=embeddings, models=rows, verbose=0)
+    ours = [str(w.message) for w in caught if "rows in this fit" in str(w.message)]
+    # one line per model and kind of fit, counting the fits over all 3 outer folds
+    assert len(ours) == 2 * len(rows), ours
+    for name in rows:
+        assert sum(m.startswith(f"{name}, in 6 of 6 selection folds: only ") for m in ours) == 1
+        assert sum(m.startswith(f"{name}, in 3 of 3 outer-fold fits: only ") for m in ours) == 1
+
+
 def test_nested_cv_encodes_with_the_chosen_ct_backbone(monkeypatch):
     from multimodal_surv.benchmark import _nested, _run
 

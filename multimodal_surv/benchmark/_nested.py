@@ -12,16 +12,28 @@ from sklearn.model_selection import GroupKFold
 
 from ._encode import as_progress
 from ._run import _prepare_run
-from ._select import check_folds, cv_scores, design, fold_cindex, select, warn_once_per_model
+from ._select import (
+    check_folds,
+    cv_scores_caught,
+    design,
+    fold_cindex,
+    select,
+    warn_once_per_model,
+)
 from ._table import markdown_table, metadata
 
 __all__ = ["run_nested_cv"]
 
 
 def _outer_fold(specs, embeddings, y, groups, rows, k, seed, log, n_jobs):
-    """Select on ``rows[0]`` by inner CV, fit every model there, score ``rows[1]``."""
+    """Select on ``rows[0]`` by inner CV, fit every model there, score ``rows[1]``.
+
+    Returns the held-out C per model, the selection, and per model the
+    warnings of its inner-fold fits and of its outer-fold fit (re-issued
+    once per model over all outer folds by :func:`_warn_nested`).
+    """
     fit_rows, test_rows = rows
-    cv = cv_scores(
+    cv, inner = cv_scores_caught(
         specs, embeddings, y, fit_rows, groups, k=k, random_state=seed, log=log, n_jobs=n_jobs
     )
     chosen = select(specs, cv)
@@ -32,8 +44,15 @@ def _outer_fold(specs, embeddings, y, groups, rows, k, seed, log, n_jobs):
         for spec in specs.values()
     ]
     results = Parallel(n_jobs=n_jobs)(tasks)
-    warn_once_per_model(list(specs), [caught for _, caught in results], 1, "outer-fold fits")
-    return dict(zip(specs, (c for c, _ in results))), chosen
+    outer = {name: [caught] for name, (_, caught) in zip(specs, results)}
+    return dict(zip(specs, (c for c, _ in results))), chosen, (inner, outer)
+
+
+def _warn_nested(names, caught_per_fold, k, cv):
+    """Each model's warnings once over all outer folds, with their fold counts."""
+    for i, (what, n) in enumerate((("selection folds", k * cv), ("outer-fold fits", cv))):
+        flat = [c for name in names for fold in caught_per_fold for c in fold[i][name]]
+        warn_once_per_model(names, flat, n, what)
 
 
 def run_nested_cv(
@@ -100,13 +119,16 @@ def run_nested_cv(
         ct_backbone=ct_backbone, ct_weights=ct_weights,
     )  # fmt: skip
     outer = GroupKFold(n_splits=cv, shuffle=True, random_state=random_state)
-    folds = []
+    folds, caught_per_fold = [], []
     for i, rows in enumerate(outer.split(cohort, groups=groups), 1):
         log(f"outer fold {i}/{cv}")
         seed = random_state + i
-        folds.append(
-            _outer_fold(specs, embeddings, y, groups, rows, selection_folds, seed, log, n_jobs)
+        *scores, caught = _outer_fold(
+            specs, embeddings, y, groups, rows, selection_folds, seed, log, n_jobs
         )
+        folds.append(tuple(scores))
+        caught_per_fold.append(caught)
+    _warn_nested(list(specs), caught_per_fold, selection_folds, cv)
     table, summary = _summarise(specs, folds, cv, selection_folds)
     if out is not None:
         table.to_csv(out / "table.csv", index=False, float_format="%.4f")

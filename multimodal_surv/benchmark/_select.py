@@ -19,7 +19,14 @@ from sklearn.model_selection import GroupKFold
 from ..metrics import concordance_index
 from ._models import fit_model
 
-__all__ = ["cv_scores", "design", "select", "site_masks", "warn_once_per_model"]
+__all__ = [
+    "cv_scores",
+    "cv_scores_caught",
+    "design",
+    "select",
+    "site_masks",
+    "warn_once_per_model",
+]
 
 
 def site_masks(cohort):
@@ -122,6 +129,24 @@ def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None, 
     scores : DataFrame
         Index: model names; columns ``cv_C`` (mean) and ``cv_C_sd``.
     """
+    scores, caught = cv_scores_caught(
+        specs, embeddings, y, rows, groups, k=k, random_state=random_state, log=log,
+        n_jobs=n_jobs,
+    )  # fmt: skip
+    warn_once_per_model(list(specs), [c for name in specs for c in caught[name]], k)
+    return scores
+
+
+def cv_scores_caught(specs, embeddings, y, rows, groups, *, k, random_state, log=None, n_jobs=None):
+    """:func:`cv_scores` without re-issuing the folds' warnings: it returns them.
+
+    Returns
+    -------
+    scores : DataFrame
+    caught : dict of str to list
+        Per model, the ``(category, message)`` warnings of each of its ``k``
+        fits (see :func:`fold_cindex`), for :func:`warn_once_per_model`.
+    """
     check_folds(k, groups[rows])
     splitter = GroupKFold(n_splits=k, shuffle=True, random_state=random_state)
     folds = list(splitter.split(rows, groups=groups[rows]))
@@ -137,7 +162,7 @@ def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None, 
     ]
     results = Parallel(n_jobs=n_jobs)(tasks)
     fold_c = np.array([c for c, _ in results], dtype=float).reshape(len(specs), k)
-    warn_once_per_model(list(specs), [caught for _, caught in results], k)
+    caught = {name: [w for _, w in results[i * k : (i + 1) * k]] for i, name in enumerate(specs)}
     out = {}
     for name, c in zip(specs, fold_c):
         if np.isnan(c).all():
@@ -146,7 +171,7 @@ def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None, 
                 f"(an event before another row's time); use fewer --selection-folds (now {k})."
             )
         out[name] = {"cv_C": float(np.nanmean(c)), "cv_C_sd": float(np.nanstd(c, ddof=1))}
-    return pd.DataFrame.from_dict(out, orient="index")
+    return pd.DataFrame.from_dict(out, orient="index"), caught
 
 
 def select(specs, scores):
