@@ -2,10 +2,11 @@
 
 Data: ``make_synthetic_cohort`` (internal site only, 30 % internal test
 subjects) at balance 0, 0.5 and 1, embedded by the library's encoders fitted
-on the training subjects: ``CTEncoder("ssl")`` (self-supervised, 12
-dimensions) on the CT volumes and ``EHRCountEncoder`` on the MEDS events.
-Each cohort is encoded once and cached (``--cache-dir``); so is each cohort's
-result, so a rerun resumes.
+on the training subjects: ``EHRCountEncoder`` on the MEDS events and
+``CTEncoder("ssl")`` (self-supervised, 12 dimensions) on the CT volumes, or
+with ``--ct simulated`` the simulated CT embedding of ``_adaptive_data.py``
+(encoding CT volumes costs minutes per cohort). Each cohort is encoded once
+and cached (``--cache-dir``); so is each cohort's result, so a rerun resumes.
 
 For each cohort the adaptive model is fitted on the training rows
 (``cv`` folds, default candidates) and every eligible candidate is also
@@ -19,9 +20,12 @@ internal test rows. The checks:
 
 Seeds 101-103 are acceptance seeds: nothing was tuned on them (defaults and
 the simulated-CT noise of ``_adaptive_data.py`` were set on seeds 90 and 91).
-The sizes (subjects, folds, epochs) fit one CPU core in about an hour.
+The results page was made with 800 subjects (240 test rows), ``--ct
+simulated`` and the library's default folds and training (about 15 minutes
+of a shared CPU core per cohort); ``--cv`` and ``--max-epochs`` override them.
+``--tuning`` runs the tuning seeds (their table is not an acceptance result).
 
-Run: ``python benchmarks/adaptive_acceptance.py [--n-subjects 360] [--cv 3]``.
+Run: ``python benchmarks/adaptive_acceptance.py --n-subjects 800 --ct simulated``.
 """
 
 from __future__ import annotations
@@ -198,12 +202,17 @@ def report(results, args):
     """Print and write the per-cohort table, the candidates' test C and the verdicts."""
     table, verdicts = checks(results)
     n_train = "about 70 %"
+    ct = {"encoder": "`CTEncoder('ssl')`", "simulated": "simulated CT embedding"}[args.ct]
+    settings = (
+        "the library's default folds and training"
+        if args.cv is None and args.max_epochs is None
+        else f"cv={args.cv}, max_epochs={args.max_epochs}"
+    )
     header = (
         "# AdaptiveFusionSurvival acceptance on the synthetic cohort\n\n"
         f"`make_synthetic_cohort`, {args.n_subjects} subjects (internal site, {n_train} "
-        "training, the rest internal test), `CTEncoder('ssl')` + `EHRCountEncoder` fitted on "
-        f"the training subjects; cv={args.cv}, max_epochs={args.max_epochs} for every "
-        "network candidate, 1 torch thread. Seeds "
+        f"training, the rest internal test), {ct} + `EHRCountEncoder` fitted on "
+        f"the training subjects; {settings}, 1 torch thread. Seeds "
         f"{sorted({s for _, s in results})} (not used to tune anything; tuning seeds were "
         f"{list(TUNING_SEEDS)}). "
         "C: Harrell's C on the internal test rows."

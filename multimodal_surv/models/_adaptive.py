@@ -134,6 +134,16 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
     feature_names_in_ : ndarray of str
         Defined when ``X`` had string column names.
 
+    Notes
+    -----
+    The standard error of the rule is that of the best candidate's mean C
+    over the folds (``se_c``), as in [1]_, not that of the fold-wise
+    difference to the best (``se_diff_c``, also reported). The folds share
+    their difficulty, so the difference's standard error is several times
+    smaller; on the synthetic cohort (800 subjects, five folds, tuning
+    seed 90, balance 1) it let a fusion model 0.016 ahead in cross-validation
+    beat the CT model, which then scored 0.036 higher on the test rows.
+
     See Also
     --------
     multimodal_surv.inspection.modality_report : the report alone.

@@ -16,7 +16,14 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import has_fit_parameter
 
 # The one-standard-error rule's standard error: of the per-fold difference to
-# the best candidate (True) or of the best candidate's mean (False).
+# the best candidate (True) or of the best candidate's mean (False). False was
+# kept by measurement on the tuning cohorts (synthetic cohort, 800 subjects,
+# tuning seed 90 at balance 0, 0.5 and 1, default settings): both rules agree
+# at balance 0 and 0.5; at balance 1 the folds share their difficulty, so the
+# paired standard error is small (0.005 against 0.021) and let late fusion,
+# 0.016 ahead in CV, win over the CT model, which then scored 0.036 higher on
+# the test rows. Five folds whose training rows overlap understate how much a
+# difference varies on new data.
 PAIRED = False
 
 
