@@ -174,8 +174,8 @@ _PROTOCOL_OPTIONS = (
     (
         "--n-jobs",
         int,
-        None,
-        "model fits in parallel processes (-1: every core; default 1); same table",
+        -1,
+        "model fits in parallel processes (default -1: one per core; 1: in this process)",
     ),
     (
         "--bootstrap",

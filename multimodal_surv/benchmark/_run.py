@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
+from sklearn.base import clone
 
 from . import _clinical as clin
 from ._encode import as_progress, encode_cohort
 from ._models import as_spec, configure, default_models, fit_model
 from ._scores import Predictions, score_site
-from ._select import cv_scores, design, select, site_masks
+from ._select import cv_scores, design, select, site_masks, warn_once_per_model
 from ._table import build_table, headline, metadata
 
 __all__ = ["BenchmarkResult", "run_benchmark"]
@@ -90,27 +91,58 @@ def predict_rows(fitted, X, grid, own_times):
 
 
 def _fit_predict(estimator, X, y, train, groups, grid):
-    """Predictions for all rows, and the fitted final step when it is an adaptive model."""
-    fitted = fit_model(estimator, X[train], y[train], groups[train])
-    final = fitted.steps[-1][1] if hasattr(fitted, "steps") else fitted
-    preds = predict_rows(fitted, X, grid, y[y.dtype.names[1]].astype(float))
-    return preds, (final if hasattr(final, "best_strategy_") else None)
+    """Predictions for all rows, the fitted adaptive model (or None), the fit's warnings.
+
+    The warnings are ``(category, message)`` pairs, so that they survive a
+    joblib worker process.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = fit_model(estimator, X[train], y[train], groups[train])
+        final = fitted.steps[-1][1] if hasattr(fitted, "steps") else fitted
+        preds = predict_rows(fitted, X, grid, y[y.dtype.names[1]].astype(float))
+    adaptive = final if hasattr(final, "best_strategy_") else None
+    return preds, adaptive, [(w.category, str(w.message)) for w in caught]
+
+
+def _with_n_jobs(estimator, n_jobs):
+    """``estimator`` with its final step's ``n_jobs`` set, when it has one left at None."""
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if n_jobs is None or final.get_params(deep=False).get("n_jobs", 0) is not None:
+        return estimator
+    key = f"{estimator.steps[-1][0]}__n_jobs" if hasattr(estimator, "steps") else "n_jobs"
+    return clone(estimator).set_params(**{key: n_jobs})
 
 
 def fit_all(specs, embeddings, y, train, groups, grid, log, n_jobs=None):
     """Fit every model on the training rows; predictions for all rows.
 
+    The ordinary rows are fitted in parallel (``n_jobs``); an adaptive row,
+    which cross-validates its own candidates, is fitted after them with its
+    candidates' fits in parallel instead.
+
     Returns the predictions and the fitted adaptive models (by row name).
     """
     log(f"fitting {len(specs)} models on all {int(train.sum())} training rows")
+    meta = [n for n, s in specs.items() if s.role == "adaptive"]
+    plain = [n for n in specs if n not in meta]
     tasks = [
         delayed(_fit_predict)(
-            spec.estimator, design(embeddings, spec.inputs), y, train, groups, grid
+            specs[n].estimator, design(embeddings, specs[n].inputs), y, train, groups, grid
         )
-        for spec in specs.values()
+        for n in plain
     ]
-    out = dict(zip(specs, Parallel(n_jobs=n_jobs)(tasks)))
-    return {n: p for n, (p, _) in out.items()}, {n: a for n, (_, a) in out.items() if a}
+    out = dict(zip(plain, Parallel(n_jobs=n_jobs)(tasks)))
+    for n in meta:
+        estimator = _with_n_jobs(specs[n].estimator, n_jobs)
+        out[n] = _fit_predict(
+            estimator, design(embeddings, specs[n].inputs), y, train, groups, grid
+        )
+    out = {n: out[n] for n in specs}
+    warn_once_per_model(
+        list(out), [caught for _, _, caught in out.values()], 1, "refit on all training rows"
+    )
+    return {n: p for n, (p, _, _) in out.items()}, {n: a for n, (_, a, _) in out.items() if a}
 
 
 def name_adaptive_rows(specs, preds, adaptive):

@@ -90,7 +90,7 @@ def warn_once_per_model(names, caught_per_fit, k, what="selection folds"):
     """Re-issue the folds' warnings once per model and kind, with the fold count.
 
     Warnings that differ only in their numbers (fold sizes) are one kind; the
-    first fold's message is shown.
+    first fold's message is shown. With ``k == 1``, ``what`` names the fit.
     """
     for name, start in zip(names, range(0, len(caught_per_fit), k)):
         kinds = {}
@@ -103,7 +103,8 @@ def warn_once_per_model(names, caught_per_fit, k, what="selection folds"):
                     first, count = kinds.get(key, (message, 0))
                     kinds[key] = (first, count + 1)
         for (category, _), (message, count) in kinds.items():
-            warnings.warn(f"{name}, in {count} of {k} {what}: {message}", category, stacklevel=3)
+            where = f"in {count} of {k} {what}" if k > 1 else what
+            warnings.warn(f"{name}, {where}: {message}", category, stacklevel=3)
 
 
 def cv_scores(specs, embeddings, y, rows, groups, *, k, random_state, log=None, n_jobs=None):
