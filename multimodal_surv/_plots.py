@@ -94,11 +94,14 @@ def plot_calibration(calibration, models, horizon, path):
     sites = [s for s in SITE_COLORS if (calibration["site"] == s).any()]
     fig, axes = plt.subplots(1, len(sites), figsize=(5.2 * len(sites), 4.8), squeeze=False)
     markers = ["o", "s", "^", "D"]
+    shown = calibration[
+        np.isclose(calibration["horizon"], horizon) & calibration["model"].isin(models)
+    ]
+    # one scale for every panel, up to the next tenth above the largest point
+    top = max(shown["predicted"].max(), shown["observed_hi"].max()) if len(shown) else 1.0
+    top = min(1.0, np.ceil(10 * top + 0.2) / 10) if np.isfinite(top) else 1.0
     for ax, site in zip(axes[0], sites):
-        at = calibration[
-            (calibration["site"] == site) & np.isclose(calibration["horizon"], horizon)
-        ]
-        top = 0.0
+        at = shown[shown["site"] == site]
         for model, marker in zip(models, markers):
             d = at[at["model"] == model]
             if d.empty:
@@ -106,8 +109,6 @@ def plot_calibration(calibration, models, horizon, path):
             err = [d["observed"] - d["observed_lo"], d["observed_hi"] - d["observed"]]
             ax.errorbar(d["predicted"], d["observed"], yerr=np.clip(err, 0, None), fmt=marker,
                         ms=5, capsize=2, label=model, alpha=0.85)  # fmt: skip
-            top = max(top, d["predicted"].max(), d["observed_hi"].max())
-        top = min(1.0, 1.05 * top + 0.02)
         ax.plot([0, top], [0, top], color="grey", ls="--", lw=0.9, label="perfect calibration")
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
