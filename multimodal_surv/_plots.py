@@ -43,7 +43,7 @@ def _errorbars(ax, table, site, ypos, offset, cols, label):
 def plot_forest(table, reference, path, selected=()):
     """Forest plot per test site: C with 95 % CIs, and ΔC against ``reference``.
 
-    ΔC intervals of fusion rows are the simultaneous (Bonferroni) intervals
+    ΔC intervals of fusion rows are the simultaneous (weighted Bonferroni) intervals
     the headline uses; other rows show 95 % intervals. Rows named in
     ``selected`` (and ``reference``) are marked as selected.
     """

@@ -61,6 +61,41 @@ def test_holm_matches_r_p_adjust():
     np.testing.assert_allclose(holm([0.6, 0.7, 0.01]), [1.0, 1.0, 0.03])  # 2 * 0.6 capped
 
 
+def test_weighted_holm_matches_its_closed_form():
+    # Holm (1979), weighted: in the order of p / w, step k has adjusted p
+    # max_{j <= k} p_j / w_j * (sum of the weights not yet rejected at step j).
+    # p / w = 0.06, 0.04, 0.16 -> order 2nd, 1st, 3rd; remaining weight 1, 0.75, 0.25.
+    np.testing.assert_allclose(holm([0.03, 0.01, 0.04], weights=[2, 1, 1]), [0.045, 0.04, 0.045])
+    p = [0.01, 0.04, 0.03, 0.2]
+    np.testing.assert_allclose(holm(p, weights=[3, 3, 3, 3]), holm(p))  # equal weights: Holm
+    with pytest.raises(ValueError, match="positive"):
+        holm(p, weights=[1, 0, 1, 1])
+
+
+def test_selected_fusion_row_carries_half_the_error_rate():
+    from multimodal_surv.benchmark._clinical import SiteOutcome
+    from multimodal_surv.benchmark._scores import Predictions, fusion_weights, score_c
+    from multimodal_surv.benchmark._stats import cindex_draws, percentile_ci
+
+    np.testing.assert_allclose(fusion_weights(["a", "b", "c"], "b"), [0.25, 0.5, 0.25])
+    np.testing.assert_allclose(fusion_weights(["a", "b"], None), [0.5, 0.5])
+    rng = np.random.default_rng(11)
+    n = 150
+    z = rng.normal(size=n)
+    y = Surv.from_arrays(rng.random(n) < 0.7, rng.exponential(np.exp(-z)))
+    preds = {k: Predictions(z + rng.normal(size=n)) for k in ("uni", "f0", "f1", "f2")}
+    res = subject_bootstrap(np.arange(n), 400, rng)
+    rows = score_c(preds, SiteOutcome("internal", y, y, np.array([1.0]), 0), res,
+                   reference="uni", fusion=["f0", "f1", "f2"], primary="f1")  # fmt: skip
+    diff = {k: cindex_draws(y["event"], y["time"], preds[k].risk, res) for k in preds}
+    for name, share in (("f1", 0.5), ("f0", 0.25), ("f2", 0.25)):
+        lo, hi = percentile_ci(diff[name] - diff["uni"], 1 - 0.05 * share)
+        assert (rows[name]["dC simult lo"], rows[name]["dC simult hi"]) == (lo, hi)
+    raw = [rows[k]["p raw"] for k in ("f0", "f1", "f2")]
+    holm_w = holm(raw, weights=[0.25, 0.5, 0.25])
+    assert [rows[k]["p (Holm)"] for k in ("f0", "f1", "f2")] == holm_w.tolist()
+
+
 def test_bootstrap_cindex_equals_concordance_index_on_each_resample():
     from multimodal_surv.benchmark._stats import _cindex_draws_loop, cindex_draws
 

@@ -70,13 +70,14 @@ def _secondary(preds, outcome, y_train, grid, slope_col, shared):
     return out
 
 
-def score_c(preds, outcome, resamples, *, reference, fusion):
+def score_c(preds, outcome, resamples, *, reference, fusion, primary=None):
     """Harrell's C of every model with CIs, and the differences against ``reference``.
 
     Returns the per-model columns ``C``, ``C lo``, ``C hi`` and, for every
     model but the reference, ``dC`` with its 95 % CI; fusion rows add the
-    simultaneous (Bonferroni) CI ``dC simult lo`` / ``hi``, the raw paired
-    bootstrap p-value and the Holm-corrected ``p (Holm)``.
+    simultaneous (weighted Bonferroni) CI ``dC simult lo`` / ``hi``, the raw
+    paired bootstrap p-value and the weighted-Holm-corrected ``p (Holm)``; the
+    weights are :func:`fusion_weights` (half of the error rate to ``primary``).
     """
     event_name, time_name = outcome.y.dtype.names
     event, time = outcome.y[event_name], outcome.y[time_name]
@@ -87,7 +88,7 @@ def score_c(preds, outcome, resamples, *, reference, fusion):
         lo, hi = percentile_ci(draws[name], LEVEL)
         rows[name] = {"C": concordance_index(event, time, p.risk), "C lo": lo, "C hi": hi}
     if reference is not None:
-        _differences(rows, draws, reference, fusion)
+        _differences(rows, draws, reference, fusion, primary)
     return rows
 
 
@@ -100,6 +101,7 @@ def score_site(
     grid,
     reference,
     fusion,
+    primary=None,
     n_bootstrap,
     n_metric_bootstrap,
     rng,
@@ -121,7 +123,11 @@ def score_site(
         The selected unimodal model; differences in C are against it.
     fusion : list of str
         The fusion rows: their p-values are Holm-corrected together and their
-        difference CIs are simultaneous (Bonferroni) intervals.
+        difference CIs are simultaneous (Bonferroni) intervals, both weighted
+        by :func:`fusion_weights`.
+    primary : str, optional
+        The fusion model selected on the training rows (the headline's
+        comparison): it carries half of the family-wise error rate.
     n_bootstrap, n_metric_bootstrap : int
         Resamples for C and its differences; for the other metrics (the
         first ``n_metric_bootstrap`` of the same resamples).
@@ -135,7 +141,9 @@ def score_site(
         ``n``, ``events``, ``flags`` (list of str), ``n_truncated``.
     """
     resamples = subject_bootstrap(groups, n_bootstrap, rng)
-    rows = score_c(preds, outcome, resamples, reference=reference, fusion=fusion)
+    rows = score_c(
+        preds, outcome, resamples, reference=reference, fusion=fusion, primary=primary
+    )
     mid = np.median(outcome.horizons) if len(outcome.horizons) else np.median(grid)
     slope_col = int(np.argmin(np.abs(grid - mid)))
     shared = SiteDraws(y_train, outcome, resamples[:n_metric_bootstrap])
@@ -153,19 +161,34 @@ def score_site(
     return rows, info
 
 
-def _differences(rows, draws, reference, fusion):
-    """dC vs the reference with CIs; Holm p-values and simultaneous CIs for fusion rows."""
+def fusion_weights(fusion, primary):
+    """Share of the error rate of each fusion row: half to ``primary``, if given.
+
+    The fusion model selected on the training rows (``primary``) is the
+    headline's comparison, fixed before the test set is seen, so it carries
+    half of the family-wise error rate and the other fusion rows share the
+    other half; without a primary (or with one fusion row) all are equal.
+    """
+    m = len(fusion)
+    if primary not in fusion or m == 1:
+        return np.full(m, 1.0 / max(m, 1))
+    return np.array([0.5 if f == primary else 0.5 / (m - 1) for f in fusion])
+
+
+def _differences(rows, draws, reference, fusion, primary=None):
+    """dC vs the reference with CIs; weighted Holm p-values and simultaneous CIs for fusion rows."""
     fusion = [f for f in fusion if f in rows]
-    simultaneous = 1 - (1 - LEVEL) / max(len(fusion), 1)
+    weights = dict(zip(fusion, fusion_weights(fusion, primary)))
     for name, row in rows.items():
         if name == reference:
             continue
         diff = draws[name] - draws[reference]
         row["dC"] = row["C"] - rows[reference]["C"]
         row["dC lo"], row["dC hi"] = percentile_ci(diff, LEVEL)
-        if name in fusion:
-            row["dC simult lo"], row["dC simult hi"] = percentile_ci(diff, simultaneous)
+        if name in fusion:  # weighted Bonferroni: this row's share of the error rate
+            level = 1 - (1 - LEVEL) * weights[name]
+            row["dC simult lo"], row["dC simult hi"] = percentile_ci(diff, level)
             row["p raw"] = paired_difference(draws[name], draws[reference])
-    adjusted = holm([rows[f]["p raw"] for f in fusion])
+    adjusted = holm([rows[f]["p raw"] for f in fusion], [weights[f] for f in fusion])
     for f, p in zip(fusion, adjusted):
         rows[f]["p (Holm)"] = p

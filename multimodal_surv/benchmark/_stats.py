@@ -175,22 +175,42 @@ def paired_difference(draws, reference):
     return float(min(1.0, 2 * min(lower, upper)))
 
 
-def holm(p_values):
+def holm(p_values, weights=None):
     """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and are not counted).
+
+    With ``weights`` this is Holm's weighted procedure (Holm 1979): hypothesis
+    ``i`` is tested at ``alpha * w_i / sum(w over the hypotheses left)``, in
+    the order of ``p_i / w_i``. Equal weights give the usual Holm correction.
+    The family-wise error rate is at most ``alpha`` for any weights fixed
+    before the data are seen.
+
+    Parameters
+    ----------
+    p_values : array-like of float
+    weights : array-like of float, optional
+        Positive; normalised over the finite p-values. Default: equal.
 
     Examples
     --------
     >>> holm([0.01, 0.04, 0.03]).round(2).tolist()
     [0.03, 0.06, 0.06]
+    >>> holm([0.03, 0.01, 0.04], weights=[2, 1, 1]).round(3).tolist()
+    [0.045, 0.04, 0.045]
     """
     p = np.asarray(p_values, dtype=float)
+    w = np.ones_like(p) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != p.shape or not (w > 0).all():
+        raise ValueError(
+            f"weights must be positive, one per p-value; got {w.tolist()} for {p.size} p-values."
+        )
     adjusted = np.full_like(p, np.nan)
     finite = np.flatnonzero(np.isfinite(p))
-    m = finite.size
-    if m == 0:
+    if finite.size == 0:
         return adjusted
-    order = finite[np.argsort(p[finite], kind="stable")]
-    steps = (m - np.arange(m)) * p[order]
+    w = w / w[finite].sum()
+    order = finite[np.argsort(p[finite] / w[finite], kind="stable")]
+    left = w[order][::-1].cumsum()[::-1]  # weight of the hypotheses not yet rejected
+    steps = p[order] / w[order] * left
     adjusted[order] = np.minimum(1.0, np.maximum.accumulate(steps))
     return adjusted
 

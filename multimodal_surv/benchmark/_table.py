@@ -106,8 +106,10 @@ def to_markdown(table, summary=None):
         parts.append(markdown_table(site_view(table, site)))
     parts.append(
         "\\* ΔC: paired subject-level bootstrap; fusion rows show simultaneous "
-        "(Bonferroni) intervals over the fusion rows, the other rows 95 % intervals. "
-        "p (Holm): Holm-corrected across the fusion rows. Uno C at the last horizon; "
+        "(weighted Bonferroni) intervals over the fusion rows, the other rows 95 % "
+        "intervals. p (Holm): weighted-Holm-corrected across the fusion rows. The "
+        "selected fusion model carries half of the 5 % error rate, the other fusion "
+        "rows share the other half. Uno C at the last horizon; "
         "mean AUC over the horizons; IBS between the first and last horizon; "
         "cal. slope 1 = calibrated; D-cal p: D-calibration test."
     )
@@ -150,7 +152,7 @@ def headline(chosen, cv, sites, k, preds):
             detected = verdict == "gain detected"
         lines.append(
             f"{site.capitalize()} test: ΔC = {row['dC']:+.3f} [{lo:+.3f}, {hi:+.3f}] "
-            f"(simultaneous 95 % CI over the fusion rows), Holm-corrected p = "
+            f"(95 % CI corrected over the fusion rows), Holm-corrected p = "
             f"{row['p (Holm)']:.3f}: {verdict}."
         )
     summary["gain_detected"] = detected
