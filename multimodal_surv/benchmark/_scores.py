@@ -141,9 +141,7 @@ def score_site(
         ``n``, ``events``, ``flags`` (list of str), ``n_truncated``.
     """
     resamples = subject_bootstrap(groups, n_bootstrap, rng)
-    rows = score_c(
-        preds, outcome, resamples, reference=reference, fusion=fusion, primary=primary
-    )
+    rows = score_c(preds, outcome, resamples, reference=reference, fusion=fusion, primary=primary)
     mid = np.median(outcome.horizons) if len(outcome.horizons) else np.median(grid)
     slope_col = int(np.argmin(np.abs(grid - mid)))
     shared = SiteDraws(y_train, outcome, resamples[:n_metric_bootstrap])
