@@ -70,8 +70,8 @@ def make_synthetic_cohort(
     censoring: float = 0.3,
     external_fraction: float = 1 / 3,
     test_fraction: float = 0.3,
-    volume_shape: tuple[int, int, int] = (48, 48, 32),
-    spacing: tuple[float, float, float] = (1.0, 1.0, 2.0),
+    volume_shape: tuple[int, int, int] = (80, 80, 48),
+    spacing: tuple[float, float, float] = (5.0, 5.0, 6.0),
     ct_missing: float = 0.0,
     ct_variation: float = 0.0,
     risk_scale: float = _DEFAULT_SCALE,
@@ -86,10 +86,14 @@ def make_synthetic_cohort(
     ``oracle.csv`` with the true log-hazard and its CT and EHR parts.
 
     * **CT** (int16 Hounsfield units, RAS affine with the voxel spacing): a
-      miniature chest phantom (air -1000, fat -100, soft tissue 40, lungs about
-      -850, contrast-enhanced heart and aorta 150-200, spine 300-700) plus the
-      findings that carry the CT risk: solid lung nodules (count and size) and
-      coronary calcifications (400-800 HU).
+      life-size adult chest phantom (body outline 344 x 244 mm with
+      subcutaneous fat -100 and soft tissue 40, two lungs about -850 with a
+      mild texture and thin vessels, heart, contrast-enhanced blood pool and
+      aorta 150-200, liver, thoracic spine 400-700, sternum, the scanner table
+      20 mm below the back, air -1000) plus the findings that carry the CT
+      risk: solid lung nodules of 10-25 mm anywhere in the lungs (count and
+      size) and calcified plaques (700-1100 HU) at random places along the
+      aorta and coronary arteries (count).
     * **EHR** (MEDS): birth, sex (static), outpatient visits and admissions,
       ICD-10-CM diagnoses, RxNorm medications, LOINC labs with trajectories
       (creatinine, HbA1c, LDL, hemoglobin, sodium, BNP, systolic blood
@@ -124,16 +128,19 @@ def make_synthetic_cohort(
         Share of the subjects from the external site (all ``split="test"``).
     test_fraction : float in (0, 1), default=0.3
         Share of the internal subjects in ``split="test"``.
-    volume_shape : tuple of 3 ints, default=(48, 48, 32)
+    volume_shape : tuple of 3 ints, default=(80, 80, 48)
         Voxels of the internal site's volumes (x, y, z); the external site
         covers the same field of view with its own spacing.
-    spacing : tuple of 3 floats, default=(1.0, 1.0, 2.0)
-        Internal voxel spacing in mm. The phantom scales with the field of
-        view (``volume_shape * spacing``), so the voxel-space image is the same
-        for any spacing: the default is a realistic CT voxel size over a
-        miniature 48 x 48 x 64 mm field of view; ``(7.0, 7.0, 10.0)`` gives a
-        chest-sized one (336 x 336 x 320 mm), which suits encoders that
-        resample to a coarse spacing (e.g. 5 mm) before encoding.
+    spacing : tuple of 3 floats, default=(5.0, 5.0, 6.0)
+        Internal voxel spacing in mm. The anatomy is life-size in mm and the
+        field of view is ``volume_shape * spacing`` centred on the chest: the
+        default (400 x 400 x 288 mm) holds the whole chest at a coarse
+        spacing (about 370 kB per volume), so encoders run the preprocessing
+        of real CT (body crop, resampling to a few mm). A smaller field of
+        view crops the patient; for small, fast volumes keep the field of
+        view and coarsen the spacing (e.g. ``volume_shape=(32, 32, 24),
+        spacing=(12.5, 12.5, 12.0)``), knowing that findings smaller than a
+        voxel fade into partial volume.
     ct_missing : float in [0, 1), default=0.0
         Share of subjects without a CT (empty ``ct`` cell; their CT risk part
         still acts on the hazard).
@@ -307,7 +314,6 @@ def _draw_cohort(rng, params: dict, n_int: int, n_test: int) -> dict:
 def _write_subjects(root: Path, d: dict, sites, params: dict):
     """Render and write each subject's CT; collect the MEDS rows per shard."""
     seed, s = params["random_state"], d["state"]
-    fov = tuple(np.asarray(sites[0].shape) * np.asarray(sites[0].spacing, dtype=float))
     grids = [_grid(site) for site in sites]
     radius_start = np.concatenate([[0], np.cumsum(s["n_nodules"])])
     d["ct_rel"] = np.full(d["n"], "", dtype=object)
@@ -344,7 +350,7 @@ def _write_subjects(root: Path, d: dict, sites, params: dict):
             var_rng = np.random.default_rng(np.random.SeedSequence([seed, 3, i]))
             var = _patient_variation(var_rng, params["ct_variation"])
             grid = grids[d["site_of"][i]]
-            volume = _render_ct(ct_rng, site, fov, grid, radii, s["n_calcium"][i], var)
+            volume = _render_ct(ct_rng, site, grid, radii, s["n_calcium"][i], var)
             rel = Path("ct") / site.name / f"sub-{d['subject_id'][i]:06d}.nii.gz"
             (root / rel.parent).mkdir(parents=True, exist_ok=True)
             _write_nifti(volume, site.spacing, root / rel)

@@ -3,7 +3,8 @@
 Every subject has two independent latent risk parts:
 
 * a CT part, carried by what the volume shows: the burden of lung nodules
-  (count and size) and the number of coronary calcifications;
+  (count and size) and the number of calcified plaques in the aorta and
+  coronary arteries;
 * an EHR part, carried by the event stream: chronic diagnoses (counts), a
   recent versus an old atrial-fibrillation diagnosis and hospital admissions
   in the last year (recency), and the creatinine trajectory (last value and
@@ -125,7 +126,8 @@ def _sigmoid(x):
 def _draw_state(rng: np.random.Generator, n: int) -> dict:
     """Latent clinical state of ``n`` subjects and the raw CT / EHR risk scores."""
     s = {}
-    # CT: lung nodules (count and radius) and coronary calcifications.
+    # CT: lung nodules (count and latent radius; drawn 5 * radius mm across) and
+    # arterial calcifications.
     z_nod, z_cac = rng.standard_normal(n), rng.standard_normal(n)
     s["n_nodules"] = np.minimum(rng.poisson(np.exp(0.2 + 0.8 * z_nod)), 10)
     s["nodule_radius"] = rng.uniform(2.0, 5.0, size=int(s["n_nodules"].sum()))
