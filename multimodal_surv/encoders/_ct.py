@@ -26,6 +26,7 @@ from ._ct_inputs import (
     input_report,
     report_read_errors,
 )
+from ._ct_lung import warn_tiny_lungs
 from ._ct_preprocessing import _PREPROCESSING, resolve_preprocessing
 from ._ct_pretrain import pretrain_contrastive, pretrain_reconstruction
 from ._ct_pretrained import load_ct_encoder, save_ct_encoder
@@ -34,7 +35,7 @@ from ._parallel import map_shards, shard_slices
 __all__ = ["CTEncoder"]
 
 _AUTO = "auto"
-_POOLINGS = ("mean", "multiscale")
+_POOLINGS = ("mean", "multiscale", "lung")
 
 
 class CTEncoder(TransformerMixin, BaseEstimator):
@@ -97,7 +98,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         Self-supervised task of ``"ssl"``: an autoencoder whose pooled
         reconstruction residual is the embedding (12-d), or SimCLR on a
         compact CNN (352-d).
-    pretrain_epochs : int, default=30
+    pretrain_epochs : int, default=10
         Pretraining epochs of ``"ssl"``; 0 keeps the random initialisation.
     pretrain_lr : float, default=2e-3
         Adam learning rate of the pretraining (either pretext).
@@ -198,7 +199,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         "crop_foreground": ["boolean", StrOptions({_AUTO, "body"})],
         "output": [StrOptions({"pooled", "tokens"})],
         "token_grid": "no_validation",
-        "pooling": [StrOptions({"mean", "multiscale", _AUTO})],
+        "pooling": [StrOptions({*_POOLINGS, _AUTO})],
         "pretext": [StrOptions({"reconstruction", "contrastive"})],
         "pretrain_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "pretrain_lr": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -230,7 +231,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         token_grid=(2, 2, 2),
         pooling=_AUTO,
         pretext="reconstruction",
-        pretrain_epochs=30,
+        pretrain_epochs=10,
         pretrain_lr=2e-3,
         pretrain_batch_size=32,
         pretrain_max_volumes=256,
@@ -274,6 +275,18 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     def _resolve_preprocessing(self, kind: str) -> dict:
         params = {name: getattr(self, name) for name in _PREPROCESSING}
         return resolve_preprocessing(kind, **params)
+
+    def _resolve_pooling(self, kind: str) -> str:
+        if self.pooling == _AUTO:
+            if kind != "ssl":
+                return "mean"
+            return "lung" if self.output == "pooled" else "multiscale"
+        if self.pooling == "lung" and self.output == "tokens":
+            raise ValueError(
+                "pooling='lung' pools inside the lungs into one vector; output='tokens' "
+                "needs pooling='mean' or 'multiscale' (or 'auto')"
+            )
+        return self.pooling
 
     # ------------------------------------------------------------------ API
 
@@ -329,10 +342,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             del self.feature_names_in_
         self.preprocessing_ = self._resolve_preprocessing(kind)
         self.token_grid_ = check_token_grid(self.token_grid)
-        if self.pooling == _AUTO:
-            self.pooling_ = "multiscale" if kind == "ssl" else "mean"
-        else:
-            self.pooling_ = self.pooling
+        self.pooling_ = self._resolve_pooling(kind)
         self.device_ = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
@@ -388,7 +398,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         if reconstruction:
             losses = pretrain_reconstruction(backbone, stacked, **common)
         else:
-            losses = pretrain_contrastive(backbone, stacked, pooling=self.pooling_, **common)
+            pooling = "multiscale" if self.pooling_ == "lung" else self.pooling_
+            losses = pretrain_contrastive(backbone, stacked, pooling=pooling, **common)
         if self.verbose >= 2:
             name = "reconstruction MSE" if reconstruction else "NT-Xent"
             for epoch, loss in enumerate(losses, start=1):
@@ -481,6 +492,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         if errors and self.on_error == "raise":
             report_read_errors(errors[:1], self.on_error)
         self.input_report_ = input_report(X, refs, infos, dict(errors), self.dicom_series)
+        if self.pooling_ == "lung":
+            warn_tiny_lungs(self.input_report_)
         return out, errors
 
     def _encode_shard(self, refs, keys):

@@ -15,6 +15,7 @@ import torch
 
 from ._cache import EmbeddingCache, content_hash
 from ._ct_loading import _collate, _CTDataset
+from ._ct_lung import batch_masks, lung_statistics, masked_pool
 from ._ct_pretrain import pool_features
 
 __all__ = [
@@ -27,8 +28,12 @@ __all__ = [
 ]
 
 
-def backbone_features(encoder, batch: torch.Tensor) -> torch.Tensor:
-    """The fitted backbone's output for ``batch``, pooled as ``encoder`` is set to."""
+def backbone_features(encoder, batch: torch.Tensor, lung_shares=None) -> torch.Tensor:
+    """The fitted backbone's output for ``batch``, pooled as ``encoder`` is set to.
+
+    With ``pooling_ == "lung"`` each volume's share of the grid inside its
+    lung mask is appended to ``lung_shares`` (a list) when one is given.
+    """
     out = encoder.backbone_(batch)
     maps = None
     if isinstance(out, list | tuple):
@@ -40,6 +45,13 @@ def backbone_features(encoder, batch: torch.Tensor) -> torch.Tensor:
             "backbone returned a dict; wrap it in a module that returns a feature map "
             "(B, C, X, Y, Z) or a vector (B, C)"
         )
+    if out.ndim == 5 and encoder.pooling_ == "lung":
+        masks, shares = batch_masks(batch, encoder.preprocessing_["hu_window"])
+        if lung_shares is not None:
+            lung_shares.extend(shares.tolist())
+        pooled = masked_pool(maps if maps is not None else [out], masks)
+        stats = lung_statistics(batch, masks, encoder.preprocessing_["hu_window"])
+        return torch.cat([pooled, stats.to(pooled.dtype)], dim=1)
     if out.ndim == 5:
         grid = encoder.token_grid_ if encoder.output == "tokens" else None
         return pool_features(maps if maps is not None else out, encoder.pooling_, grid)
@@ -138,11 +150,13 @@ def encode_rows(encoder, refs, rows, keys, *, progress=False):
     computed = np.zeros(len(rows), dtype=bool)
     errors: list[tuple[int, str]] = []
     infos: list[tuple[int, dict]] = []
+    info_of: dict[int, dict] = {}
     with torch.no_grad():
         for batch in iter_preprocessed(encoder, refs, rows, "CT encoding", progress):
             good = []
             for i, vol, err, info in batch:
                 infos.append((pos[i], info))
+                info_of[i] = info
                 if err is None:
                     good.append((i, vol))
                 else:
@@ -152,8 +166,11 @@ def encode_rows(encoder, refs, rows, keys, *, progress=False):
             for group in _same_shape_groups(good):
                 idx = [i for i, _ in group]
                 x = torch.stack([v for _, v in group]).to(encoder.device_)
-                emb = backbone_features(encoder, x).float().cpu().numpy()
+                shares: list[float] = []
+                emb = backbone_features(encoder, x, shares).float().cpu().numpy()
                 where = [pos[i] for i in idx]
+                for i, share in zip(idx, shares):
+                    info_of[i]["lung_share"] = share
                 emb_out[where] = emb
                 computed[where] = True
                 if cache is not None:
