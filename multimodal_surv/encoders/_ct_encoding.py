@@ -14,15 +14,17 @@ import numpy as np
 import torch
 
 from ._cache import EmbeddingCache, content_hash
+from ._ct_inputs import _is_missing, report_read_errors
 from ._ct_loading import _collate, _CTDataset
 from ._ct_lung import batch_masks, lung_statistics, masked_pool
-from ._ct_pretrain import pool_features
+from ._ct_pretrain import pool_features, pretrain_contrastive, pretrain_reconstruction
 
 __all__ = [
     "backbone_features",
     "encode_rows",
     "iter_preprocessed",
     "preprocess_volumes",
+    "pretrain_ssl",
     "probe_width",
     "read_cache",
 ]
@@ -186,3 +188,42 @@ def _same_shape_groups(items):
     for i, vol in items:
         groups.setdefault(tuple(vol.shape), []).append((i, vol))
     return list(groups.values())
+
+
+def pretrain_ssl(encoder, backbone, refs, rng, seed: int):
+    """Preprocess (a subset of) the fit volumes once and pretrain ``backbone`` in place.
+
+    Returns the loss per epoch and the rows that could not be read.
+    """
+    present = [i for i, r in enumerate(refs) if not _is_missing(r)]
+    if len(present) > encoder.pretrain_max_volumes:
+        present = sorted(rng.choice(present, encoder.pretrain_max_volumes, replace=False))
+    volumes, errors = preprocess_volumes(encoder, refs, present, "CT preprocessing (fit)")
+    if encoder.on_error == "raise":
+        report_read_errors(errors, encoder.on_error)
+    if len(volumes) < 2:
+        raise ValueError(
+            f"backbone='ssl' pretrains on the volumes given to fit, but only "
+            f"{len(volumes)} readable volumes were given; pass at least 2 or pass "
+            "weights=<state dict>"
+        )
+    reconstruction = encoder.pretext == "reconstruction"
+    common = {
+        "epochs": encoder.pretrain_epochs,
+        "batch_size": encoder.pretrain_batch_size,
+        "lr": encoder.pretrain_lr,
+        "seed": seed,
+        "device": encoder.device_,
+        "progress": encoder.verbose >= 1,
+    }
+    stacked = torch.stack(volumes)
+    if reconstruction:
+        losses = pretrain_reconstruction(backbone, stacked, **common)
+    else:
+        pooling = "multiscale" if encoder.pooling_ == "lung" else encoder.pooling_
+        losses = pretrain_contrastive(backbone, stacked, pooling=pooling, **common)
+    if encoder.verbose >= 2:
+        name = "reconstruction MSE" if reconstruction else "NT-Xent"
+        for epoch, loss in enumerate(losses, start=1):
+            print(f"CT pretraining epoch {epoch:3d}  {name} {loss:.5f}")
+    return losses, errors
