@@ -63,14 +63,15 @@ def make_encoder(backbone: str, folder: Path):
 
     from multimodal_surv.encoders import CTEncoder
 
-    if backbone == "ssl":
-        return CTEncoder("ssl", pretrain_epochs=0, random_state=0), "random init (speed only)"
-    if backbone == "ssl-body":  # the whole-body configuration (body crop, 6 mm, 64x64x48)
+    if backbone == "ssl":  # the default: body crop, 6 mm, 64x64x48, pooled in the lungs
+        enc = CTEncoder("ssl", pretrain_epochs=0, random_state=0)
+        return enc, "random init (speed only), default: body crop 6 mm, lung pooling"
+    if backbone == "ssl-central":  # the former default: a 64 mm cube at 2 mm, whole-grid pooling
         enc = CTEncoder(
-            crop_foreground="body", spacing=(6.0, 6.0, 6.0), spatial_size=(64, 64, 48),
-            pretrain_epochs=0, random_state=0,
+            crop_foreground=False, spacing=(2.0, 2.0, 2.0), spatial_size=(32, 32, 32),
+            pooling="multiscale", pretrain_epochs=0, random_state=0,
         )  # fmt: skip
-        return enc, "random init (speed only), body crop 6 mm"
+        return enc, "random init (speed only)"
     if backbone == "ct-fm":
         from monai.networks.nets.segresnet_ds import SegResEncoder
         from safetensors.torch import save_file
@@ -140,7 +141,7 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=100, help="volumes per backbone")
     ap.add_argument(
         "--backbones",
-        default="ssl,ssl-body,ct-fm,merlin,merlin-cpu",
+        default="ssl,ssl-central,ct-fm,merlin,merlin-cpu",
         help="comma-separated; rows of backbones not run are kept from the last results",
     )
     ap.add_argument(

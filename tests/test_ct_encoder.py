@@ -398,8 +398,10 @@ def test_column_transformer_prefix_and_deep_survival(tmp_path):
 
 
 def test_multiscale_pooling_layout(volume):
-    enc = random_encoder(pooling="auto").fit([volume, volume])
+    enc = random_encoder(pooling="multiscale").fit([volume, volume])
     assert enc.pooling_ == "multiscale"
+    tokens_auto = random_encoder(pooling="auto", output="tokens").fit([volume, volume])
+    assert tokens_auto.pooling_ == "multiscale"  # "lung" is one vector per volume
     emb = enc.transform([volume])
     assert emb.shape == (1, 2 * (16 + 32 + 64 + 64))
     maps = enc.backbone_(torch.zeros(1, 1, *SIZE))
@@ -414,7 +416,7 @@ def test_multiscale_pooling_layout(volume):
 
 
 def test_reconstruction_embedding_is_the_pooled_residual(volume):
-    enc = random_encoder(pooling="auto", pretext="reconstruction", pretrain_epochs=2)
+    enc = random_encoder(pooling="multiscale", pretext="reconstruction", pretrain_epochs=2)
     enc.fit([volume, smooth_volume(seed=1)])
     assert enc.pooling_ == "multiscale"
     emb = enc.transform([volume])[0]
@@ -557,3 +559,82 @@ def test_whole_body_preprocessing_centres_the_body():
     centre = (idx.float().min(0).values + idx.float().max(0).values) / 2
     assert torch.allclose(centre, torch.tensor([23.5, 15.5, 9.5]), atol=1.0)
     assert float(x.max()) < 0.53  # no table
+
+
+# ----------------------------------------------------------------------------- lung pooling
+
+
+def test_lung_mask_holds_the_lungs_and_their_nodules():
+    from multimodal_surv.encoders._ct_body import lung_mask
+
+    vol = _chest_with_table()
+    vol[39, 30, 8:12] = 30.0  # a nodule inside the right 'lung'
+    lungs = lung_mask(vol)
+    assert lungs[39, 30, 10] and lungs[21, 30, 10]  # both lungs, the nodule filled in
+    assert not lungs[30, 30, 10]  # mediastinum (soft tissue between the lungs)
+    assert not lungs[30, 55, 10] and not lungs[:, 2:4].any()  # outside air, table
+    expected = 2 * np.pi * 6 * 6 * 20  # two discs of radius 6 voxels, 20 slices
+    assert abs(lungs.sum() - expected) < 0.1 * expected
+    # A body without aerated regions (e.g. an abdomen) has no lungs.
+    solid = np.where(vol < -500, np.where(_body_mask(vol), 40.0, vol), vol)
+    assert not lung_mask(solid).any()
+
+
+def _body_mask(vol):
+    from multimodal_surv.encoders._ct_body import BodyCrop
+
+    return BodyCrop().mask(vol)
+
+
+def test_masked_pool_uses_only_the_voxels_inside_the_mask():
+    from multimodal_surv.encoders._ct_lung import masked_pool
+
+    rng = np.random.default_rng(0)
+    fine = torch.as_tensor(rng.random((2, 3, 8, 8, 4)), dtype=torch.float32)
+    coarse = torch.nn.functional.avg_pool3d(fine, 2)
+    masks = torch.zeros((2, 1, 8, 8, 4), dtype=torch.bool)
+    masks[:, :, :4, :4, :2] = True  # one 2x2x2 block of coarse cells, fully inside
+    fine[:, :, 7, 7, 3] = 50.0  # outside the mask: must not show
+    out = masked_pool([fine, coarse], masks).numpy()
+    assert out.shape == (2, 3 * 6)
+    inside = fine[:, :, :4, :4, :2].flatten(2).numpy()
+    inside_coarse = coarse[:, :, :2, :2, :1].flatten(2).numpy()
+    np.testing.assert_allclose(out[:, :3], inside.mean(2), rtol=1e-5)
+    np.testing.assert_allclose(out[:, 3:6], inside_coarse.mean(2), rtol=1e-5)
+    np.testing.assert_allclose(out[:, 6:9], inside.max(2), rtol=1e-6)
+    np.testing.assert_allclose(out[:, 12:15], np.quantile(inside, 0.99, axis=2), rtol=1e-5)
+
+
+def _lung_encoder(**kw):
+    params = dict(spacing=None, spatial_size=(64, 64, 24), pretrain_epochs=0, random_state=0)
+    return CTEncoder(**{**params, **kw})
+
+
+def test_lung_pooling_sees_a_nodule_and_reports_the_lungs():
+    from multimodal_surv.encoders._ct_lung import LUNG_STATISTICS
+
+    vol = _chest_with_table()
+    nodule = vol.copy()
+    nodule[37:42, 28:33, 8:12] = 30.0  # 5 x 5 x 4 voxels of soft tissue in a lung
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # real lungs: no fallback warning
+        enc = _lung_encoder().fit([vol, nodule])
+        z = enc.transform([vol, nodule])
+    assert enc.pooling_ == "lung"
+    assert z.shape == (2, 3 * 6 + len(LUNG_STATISTICS)) and np.isfinite(z).all()
+    share = enc.input_report_["lung_share"].to_numpy()
+    assert np.all(share > 0.04), share  # ~4,500 lung voxels of the 98,304
+    soft = z[:, -1] * 64 * 64 * 24  # soft-tissue voxels inside the lungs
+    assert soft[1] - soft[0] == pytest.approx(100, abs=1)
+
+
+def test_lung_pooling_without_lungs_warns_and_pools_the_body():
+    vol = _chest_with_table()
+    solid = np.where(vol < -500, np.where(_body_mask(vol), 40.0, vol), vol)
+    enc = _lung_encoder()
+    with pytest.warns(UserWarning, match=r"2 of 2 volumes .* lung mask under 0\.5%"):
+        z = enc.fit([solid, solid]).transform([solid, solid])
+    assert np.isfinite(z).all()
+    assert (enc.input_report_["lung_share"] == 0).all()
+    with pytest.raises(ValueError, match="output='tokens'"):
+        _lung_encoder(pooling="lung", output="tokens").fit([vol, vol])

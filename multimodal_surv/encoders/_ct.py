@@ -11,12 +11,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 
 from .._device import resolve_device
 from ._cache import fingerprint
 from ._ct_backbones import backbone_kind, build_backbone
-from ._ct_encoding import encode_rows, preprocess_volumes, probe_width, read_cache
+from ._ct_encoding import encode_rows, pretrain_ssl, probe_width, read_cache
 from ._ct_inputs import (
     _column,
     _is_missing,
@@ -26,15 +25,15 @@ from ._ct_inputs import (
     input_report,
     report_read_errors,
 )
+from ._ct_lung import warn_tiny_lungs
 from ._ct_preprocessing import _PREPROCESSING, resolve_preprocessing
-from ._ct_pretrain import pretrain_contrastive, pretrain_reconstruction
 from ._ct_pretrained import load_ct_encoder, save_ct_encoder
 from ._parallel import map_shards, shard_slices
 
 __all__ = ["CTEncoder"]
 
 _AUTO = "auto"
-_POOLINGS = ("mean", "multiscale")
+_POOLINGS = ("mean", "multiscale", "lung")
 
 
 class CTEncoder(TransformerMixin, BaseEstimator):
@@ -50,15 +49,17 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     a fixed size), encoded in batches by the backbone, and pooled to a vector
     or to a small grid of spatial tokens.
 
-    The default (``"ssl"``) needs no downloaded weights: at :meth:`fit` a
-    small autoencoder is pretrained on the volumes without labels, and the
-    embedding is its reconstruction residual pooled by mean and max over
-    scales. Its input is 32^3 voxels at 2 mm, a 64 mm cube around the volume
-    centre, sized for CPUs and small fields of view. For whole chest CTs,
-    ``crop_foreground="body", spacing=(6, 6, 6), spatial_size=(64, 64, 48)``
-    covers the body (384 x 384 x 288 mm). The user guide
-    (``docs/ct_encoder.md``) explains the backbones, preprocessing recipes,
-    pretexts and cost per volume, with the measurements behind the defaults.
+    The default (``"ssl"``) needs no downloaded weights and covers a whole
+    adult chest: the body is cropped (scanner table and outside air removed)
+    and resampled to 6 mm voxels on a 64 x 64 x 48 grid (384 x 384 x 288 mm);
+    at :meth:`fit` a small autoencoder is pretrained on these volumes without
+    labels; the embedding pools its reconstruction residual *inside the
+    lungs* (mean, max and 99th percentile at 3 scales) and adds 11
+    first-order HU statistics of the lungs (``pooling="lung"``, 29 values).
+    A volume without lungs in the grid is pooled over its body, with a
+    warning. The user guide (``docs/ct_encoder.md``) explains the backbones,
+    preprocessing recipes, pretexts, pooling and cost per volume, with the
+    measurements behind the defaults.
 
     Parameters
     ----------
@@ -87,17 +88,24 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     output : {"pooled", "tokens"}, default="pooled"
         One vector per volume (``x0, x1, ...``), or the pooling in each cell
         of ``token_grid`` (``t{token}_{j}``).
-    pooling : {"mean", "multiscale"} or "auto", default="auto"
+    pooling : {"mean", "multiscale", "lung"} or "auto", default="auto"
         ``"mean"``: spatial mean of the last feature map. ``"multiscale"``:
-        mean and max of every feature map. ``"auto"``: ``"multiscale"`` for
-        ``"ssl"``, ``"mean"`` otherwise.
+        mean and max of every feature map. ``"lung"``: mean, max and 99th
+        percentile of every feature map inside the lung mask (aerated
+        regions below -500 HU inside the body, holes filled), then 11
+        first-order HU statistics of the lungs (see the user guide); a
+        volume whose lung mask is under 0.5 % of the grid is pooled over its
+        body and a warning says how many. ``"auto"``: ``"lung"`` for
+        ``"ssl"`` (``"multiscale"`` with ``output="tokens"``), ``"mean"``
+        otherwise.
     token_grid : tuple of 3 ints, default=(2, 2, 2)
         Token grid for ``output="tokens"``.
     pretext : {"reconstruction", "contrastive"}, default="reconstruction"
         Self-supervised task of ``"ssl"``: an autoencoder whose pooled
-        reconstruction residual is the embedding (12-d), or SimCLR on a
-        compact CNN (352-d).
-    pretrain_epochs : int, default=30
+        reconstruction residual is the embedding (6 maps: 29 values with
+        ``pooling="lung"``, 12 with ``"multiscale"``), or SimCLR on a compact
+        CNN (176 channels over 4 stages).
+    pretrain_epochs : int, default=10
         Pretraining epochs of ``"ssl"``; 0 keeps the random initialisation.
     pretrain_lr : float, default=2e-3
         Adam learning rate of the pretraining (either pretext).
@@ -140,7 +148,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     preprocessing_ : dict
         The resolved preprocessing (orientation, spacing, hu_window,
         spatial_size, crop_foreground).
-    pooling_ : {"mean", "multiscale"}
+    pooling_ : {"mean", "multiscale", "lung"}
         The resolved pooling.
     n_features_out_ : int
         Number of output columns.
@@ -158,8 +166,10 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         (``"encoded"``, ``"cached"``, ``"missing"``, ``"error"``), ``format``,
         the DICOM ``series_uid`` chosen with its ``n_slices`` and
         ``slice_thickness``, ``n_ct_series`` (CT series found in the folder),
-        ``n_skipped_files`` (non-image objects and other files skipped) and
-        the ``error`` message.
+        ``n_skipped_files`` (non-image objects and other files skipped),
+        ``lung_share`` (with ``pooling="lung"``: share of the grid inside the
+        lung mask; under 0.005 the volume was pooled over its body) and the
+        ``error`` message.
     n_features_in_ : int
         Always 1.
     feature_names_in_ : ndarray of str
@@ -180,8 +190,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     >>> from multimodal_surv.encoders import CTEncoder
     >>> rng = np.random.default_rng(0)
     >>> vols = [rng.normal(0, 300, (16, 16, 16)) for _ in range(4)]
-    >>> enc = CTEncoder(spacing=None, spatial_size=(16, 16, 16), pretrain_epochs=1,
-    ...                 random_state=0).fit(vols)
+    >>> enc = CTEncoder(spacing=None, spatial_size=(16, 16, 16), pooling="multiscale",
+    ...                 pretrain_epochs=1, random_state=0).fit(vols)
     >>> enc.transform(vols).shape  # mean and max of (+, -) residual at 3 scales
     (4, 12)
     >>> enc.get_feature_names_out()[:2].tolist()
@@ -198,7 +208,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         "crop_foreground": ["boolean", StrOptions({_AUTO, "body"})],
         "output": [StrOptions({"pooled", "tokens"})],
         "token_grid": "no_validation",
-        "pooling": [StrOptions({"mean", "multiscale", _AUTO})],
+        "pooling": [StrOptions({*_POOLINGS, _AUTO})],
         "pretext": [StrOptions({"reconstruction", "contrastive"})],
         "pretrain_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "pretrain_lr": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -230,7 +240,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         token_grid=(2, 2, 2),
         pooling=_AUTO,
         pretext="reconstruction",
-        pretrain_epochs=30,
+        pretrain_epochs=10,
         pretrain_lr=2e-3,
         pretrain_batch_size=32,
         pretrain_max_volumes=256,
@@ -274,6 +284,18 @@ class CTEncoder(TransformerMixin, BaseEstimator):
     def _resolve_preprocessing(self, kind: str) -> dict:
         params = {name: getattr(self, name) for name in _PREPROCESSING}
         return resolve_preprocessing(kind, **params)
+
+    def _resolve_pooling(self, kind: str) -> str:
+        if self.pooling == _AUTO:
+            if kind != "ssl":
+                return "mean"
+            return "lung" if self.output == "pooled" else "multiscale"
+        if self.pooling == "lung" and self.output == "tokens":
+            raise ValueError(
+                "pooling='lung' pools inside the lungs into one vector; output='tokens' "
+                "needs pooling='mean' or 'multiscale' (or 'auto')"
+            )
+        return self.pooling
 
     # ------------------------------------------------------------------ API
 
@@ -329,17 +351,14 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             del self.feature_names_in_
         self.preprocessing_ = self._resolve_preprocessing(kind)
         self.token_grid_ = check_token_grid(self.token_grid)
-        if self.pooling == _AUTO:
-            self.pooling_ = "multiscale" if kind == "ssl" else "mean"
-        else:
-            self.pooling_ = self.pooling
+        self.pooling_ = self._resolve_pooling(kind)
         self.device_ = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
         backbone = build_backbone(kind, self.backbone, self.weights, self.pretext, seed)
         self.pretrain_losses_, errors = [], []
         if kind == "ssl" and self.weights is None and self.pretrain_epochs > 0:
-            self.pretrain_losses_, errors = self._pretrain(backbone, refs, rng, seed)
+            self.pretrain_losses_, errors = pretrain_ssl(self, backbone, refs, rng, seed)
         backbone = backbone.to(self.device_).eval()
         for p in backbone.parameters():
             p.requires_grad_(False)
@@ -357,43 +376,6 @@ class CTEncoder(TransformerMixin, BaseEstimator):
             }
             self.cache_namespace_ = fingerprint(config, backbone.state_dict())
         return errors, len(refs)
-
-    def _pretrain(self, backbone: nn.Module, refs, rng, seed: int):
-        """Preprocess (a subset of) the fit volumes once and pretrain ``backbone`` on them.
-
-        Returns the loss per epoch and the rows that could not be read.
-        """
-        present = [i for i, r in enumerate(refs) if not _is_missing(r)]
-        if len(present) > self.pretrain_max_volumes:
-            present = sorted(rng.choice(present, self.pretrain_max_volumes, replace=False))
-        volumes, errors = preprocess_volumes(self, refs, present, "CT preprocessing (fit)")
-        if self.on_error == "raise":
-            report_read_errors(errors, self.on_error)
-        if len(volumes) < 2:
-            raise ValueError(
-                f"backbone='ssl' pretrains on the volumes given to fit, but only "
-                f"{len(volumes)} readable volumes were given; pass at least 2 or pass "
-                "weights=<state dict>"
-            )
-        reconstruction = self.pretext == "reconstruction"
-        common = {
-            "epochs": self.pretrain_epochs,
-            "batch_size": self.pretrain_batch_size,
-            "lr": self.pretrain_lr,
-            "seed": seed,
-            "device": self.device_,
-            "progress": self.verbose >= 1,
-        }
-        stacked = torch.stack(volumes)
-        if reconstruction:
-            losses = pretrain_reconstruction(backbone, stacked, **common)
-        else:
-            losses = pretrain_contrastive(backbone, stacked, pooling=self.pooling_, **common)
-        if self.verbose >= 2:
-            name = "reconstruction MSE" if reconstruction else "NT-Xent"
-            for epoch, loss in enumerate(losses, start=1):
-                print(f"CT pretraining epoch {epoch:3d}  {name} {loss:.5f}")
-        return losses, errors
 
     def save_pretrained(self, folder) -> None:
         """Write the backbone pretrained at :meth:`fit` (safetensors + JSON, no pickle).
@@ -481,6 +463,8 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         if errors and self.on_error == "raise":
             report_read_errors(errors[:1], self.on_error)
         self.input_report_ = input_report(X, refs, infos, dict(errors), self.dicom_series)
+        if self.pooling_ == "lung":
+            warn_tiny_lungs(self.input_report_)
         return out, errors
 
     def _encode_shard(self, refs, keys):

@@ -49,12 +49,13 @@ __all__ = [
 # - Merlin (StanfordMIMI/Merlin merlin/data/monai_transforms.py): Orientation("RAS"),
 #   Spacing(1.5, 1.5, 3), ScaleIntensityRange(-1000, 1000 -> 0, 1, clip),
 #   SpatialPad + CenterSpatialCrop to 224 x 224 x 160.
-# - ssl (this library): 32^3 voxels at 2 mm, so pretraining at fit stays cheap on CPU
-#   while findings of a few mm (nodules, calcifications) keep several voxels;
-#   window -1000..1000 HU covers lung, soft tissue and calcium. It sees a 64 mm cube
-#   around the volume centre; the whole-chest alternative (crop_foreground="body",
-#   spacing=(6, 6, 6), spatial_size=(64, 64, 48)) is measured in
-#   benchmarks/ct_real_anatomy.py and docs/ct_encoder.md.
+# - ssl (this library): the body (largest connected region above -500 HU, table and
+#   outside air removed) on a 64 x 64 x 48 grid of 6 mm voxels (384 x 384 x 288 mm,
+#   a whole adult chest), so pretraining at fit stays cheap on CPU; nodules of 8 mm and
+#   more keep a voxel or more, and the lung-masked pooling (pooling="lung") finds them.
+#   Window -1000..1000 HU covers lung, soft tissue and calcium. Chosen on
+#   benchmarks/ct_real_anatomy.py's tuning seeds 0 and 1
+#   (benchmarks/results/ct_real_anatomy_tuning.md).
 BACKBONE_DEFAULTS: dict[str, dict] = {
     "ct-fm": {
         "orientation": "SPL",
@@ -72,10 +73,10 @@ BACKBONE_DEFAULTS: dict[str, dict] = {
     },
     "ssl": {
         "orientation": "RAS",
-        "spacing": (2.0, 2.0, 2.0),
+        "spacing": (6.0, 6.0, 6.0),
         "hu_window": (-1000.0, 1000.0),
-        "spatial_size": (32, 32, 32),
-        "crop_foreground": False,
+        "spatial_size": (64, 64, 48),
+        "crop_foreground": "body",
     },
     "module": {
         "orientation": "RAS",

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["BodyCrop"]
+__all__ = ["BodyCrop", "lung_mask"]
 
 
 class BodyCrop:
@@ -70,3 +70,48 @@ class BodyCrop:
         start = [max(int(i.min()) - self.margin, 0) for i in idx]
         end = [min(int(i.max()) + 1 + self.margin, n) for i, n in zip(idx, body.shape)]
         return SpatialCrop(roi_start=start, roi_end=end)(img)
+
+
+def lung_mask(hu: np.ndarray, threshold: float = -500.0, min_share: float = 0.1) -> np.ndarray:
+    """Boolean lung mask of a 3-D HU array: aerated regions inside the body, holes filled.
+
+    The lungs are the voxels below ``threshold`` inside the body of
+    :meth:`BodyCrop.mask`, in connected regions that do not touch the
+    volume's side faces (the first and last axes 0 and 1; a scan may end
+    inside the lungs along the axial axis 2), each at least ``min_share`` of
+    the largest one (drops bowel gas and small air pockets). Each axial
+    slice's holes are then filled, so nodules, vessels and airway walls inside
+    the lungs belong to the mask.
+
+    Parameters
+    ----------
+    hu : ndarray of shape (X, Y, Z)
+        Hounsfield units, axial slices along the last axis.
+    threshold : float, default=-500.0
+        HU below which a voxel is air or aerated lung (parenchyma is about
+        -850, soft tissue and fat are above -150).
+    min_share : float, default=0.1
+        Regions smaller than this share of the largest region are dropped.
+
+    Returns
+    -------
+    mask : ndarray of bool, same shape as ``hu``
+        Empty when no aerated region lies inside the body (e.g. a head or
+        abdomen CT): callers decide what to do then.
+    """
+    low = BodyCrop(threshold=threshold).mask(hu) & (hu < threshold)
+    labels, n = ndimage.label(low)
+    if n == 0:
+        return low
+    sides = np.concatenate(
+        [labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel()]
+    )  # regions touching the side faces are outside air, not lungs
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    sizes[np.unique(sides)] = 0
+    if sizes.max() == 0:
+        return np.zeros_like(low)
+    lungs = np.isin(labels, np.flatnonzero(sizes >= min_share * sizes.max()))
+    for k in range(lungs.shape[2]):
+        lungs[:, :, k] = ndimage.binary_fill_holes(lungs[:, :, k])
+    return lungs

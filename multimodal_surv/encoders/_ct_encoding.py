@@ -14,21 +14,28 @@ import numpy as np
 import torch
 
 from ._cache import EmbeddingCache, content_hash
+from ._ct_inputs import _is_missing, report_read_errors
 from ._ct_loading import _collate, _CTDataset
-from ._ct_pretrain import pool_features
+from ._ct_lung import batch_masks, lung_statistics, masked_pool
+from ._ct_pretrain import pool_features, pretrain_contrastive, pretrain_reconstruction
 
 __all__ = [
     "backbone_features",
     "encode_rows",
     "iter_preprocessed",
     "preprocess_volumes",
+    "pretrain_ssl",
     "probe_width",
     "read_cache",
 ]
 
 
-def backbone_features(encoder, batch: torch.Tensor) -> torch.Tensor:
-    """The fitted backbone's output for ``batch``, pooled as ``encoder`` is set to."""
+def backbone_features(encoder, batch: torch.Tensor, lung_shares=None) -> torch.Tensor:
+    """The fitted backbone's output for ``batch``, pooled as ``encoder`` is set to.
+
+    With ``pooling_ == "lung"`` each volume's share of the grid inside its
+    lung mask is appended to ``lung_shares`` (a list) when one is given.
+    """
     out = encoder.backbone_(batch)
     maps = None
     if isinstance(out, list | tuple):
@@ -40,6 +47,13 @@ def backbone_features(encoder, batch: torch.Tensor) -> torch.Tensor:
             "backbone returned a dict; wrap it in a module that returns a feature map "
             "(B, C, X, Y, Z) or a vector (B, C)"
         )
+    if out.ndim == 5 and encoder.pooling_ == "lung":
+        masks, shares = batch_masks(batch, encoder.preprocessing_["hu_window"])
+        if lung_shares is not None:
+            lung_shares.extend(shares.tolist())
+        pooled = masked_pool(maps if maps is not None else [out], masks)
+        stats = lung_statistics(batch, masks, encoder.preprocessing_["hu_window"])
+        return torch.cat([pooled, stats.to(pooled.dtype)], dim=1)
     if out.ndim == 5:
         grid = encoder.token_grid_ if encoder.output == "tokens" else None
         return pool_features(maps if maps is not None else out, encoder.pooling_, grid)
@@ -138,11 +152,13 @@ def encode_rows(encoder, refs, rows, keys, *, progress=False):
     computed = np.zeros(len(rows), dtype=bool)
     errors: list[tuple[int, str]] = []
     infos: list[tuple[int, dict]] = []
+    info_of: dict[int, dict] = {}
     with torch.no_grad():
         for batch in iter_preprocessed(encoder, refs, rows, "CT encoding", progress):
             good = []
             for i, vol, err, info in batch:
                 infos.append((pos[i], info))
+                info_of[i] = info
                 if err is None:
                     good.append((i, vol))
                 else:
@@ -152,8 +168,11 @@ def encode_rows(encoder, refs, rows, keys, *, progress=False):
             for group in _same_shape_groups(good):
                 idx = [i for i, _ in group]
                 x = torch.stack([v for _, v in group]).to(encoder.device_)
-                emb = backbone_features(encoder, x).float().cpu().numpy()
+                shares: list[float] = []
+                emb = backbone_features(encoder, x, shares).float().cpu().numpy()
                 where = [pos[i] for i in idx]
+                for i, share in zip(idx, shares):
+                    info_of[i]["lung_share"] = share
                 emb_out[where] = emb
                 computed[where] = True
                 if cache is not None:
@@ -169,3 +188,42 @@ def _same_shape_groups(items):
     for i, vol in items:
         groups.setdefault(tuple(vol.shape), []).append((i, vol))
     return list(groups.values())
+
+
+def pretrain_ssl(encoder, backbone, refs, rng, seed: int):
+    """Preprocess (a subset of) the fit volumes once and pretrain ``backbone`` in place.
+
+    Returns the loss per epoch and the rows that could not be read.
+    """
+    present = [i for i, r in enumerate(refs) if not _is_missing(r)]
+    if len(present) > encoder.pretrain_max_volumes:
+        present = sorted(rng.choice(present, encoder.pretrain_max_volumes, replace=False))
+    volumes, errors = preprocess_volumes(encoder, refs, present, "CT preprocessing (fit)")
+    if encoder.on_error == "raise":
+        report_read_errors(errors, encoder.on_error)
+    if len(volumes) < 2:
+        raise ValueError(
+            f"backbone='ssl' pretrains on the volumes given to fit, but only "
+            f"{len(volumes)} readable volumes were given; pass at least 2 or pass "
+            "weights=<state dict>"
+        )
+    reconstruction = encoder.pretext == "reconstruction"
+    common = {
+        "epochs": encoder.pretrain_epochs,
+        "batch_size": encoder.pretrain_batch_size,
+        "lr": encoder.pretrain_lr,
+        "seed": seed,
+        "device": encoder.device_,
+        "progress": encoder.verbose >= 1,
+    }
+    stacked = torch.stack(volumes)
+    if reconstruction:
+        losses = pretrain_reconstruction(backbone, stacked, **common)
+    else:
+        pooling = "multiscale" if encoder.pooling_ == "lung" else encoder.pooling_
+        losses = pretrain_contrastive(backbone, stacked, pooling=pooling, **common)
+    if encoder.verbose >= 2:
+        name = "reconstruction MSE" if reconstruction else "NT-Xent"
+        for epoch, loss in enumerate(losses, start=1):
+            print(f"CT pretraining epoch {epoch:3d}  {name} {loss:.5f}")
+    return losses, errors

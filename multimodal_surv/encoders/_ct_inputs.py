@@ -119,6 +119,7 @@ _REPORT_COLUMNS = (
     "slice_thickness",
     "n_ct_series",
     "n_skipped_files",
+    "lung_share",
     "error",
 )
 
@@ -158,4 +159,5 @@ def input_report(X, refs, infos: dict, errors: dict, dicom_series: str) -> pd.Da
     counts = ["n_slices", "n_ct_series", "n_skipped_files"]
     report[counts] = report[counts].astype("Int64")
     report["slice_thickness"] = report["slice_thickness"].astype(float)
+    report["lung_share"] = report["lung_share"].astype(float)
     return report
