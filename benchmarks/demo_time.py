@@ -12,7 +12,8 @@ and reports each one's wall time, CPU time (user + sys of the process and
 its workers, less sensitive to other load on the machine than the wall
 time), the load average before it, and the progress lines' stage times.
 ``make demo`` adds the install (about 2.5 minutes on a clean clone).
-Usage: ``python benchmarks/demo_time.py [--skip-demo] [--skip-cv] [--n-jobs N]``.
+Usage: ``python benchmarks/demo_time.py [--skip-demo] [--skip-cv] [--n-jobs N] [--keep DIR]``
+(``--keep`` leaves each run's outputs and console log in ``DIR/demo`` and ``DIR/cv``).
 """
 
 from __future__ import annotations
@@ -46,15 +47,21 @@ def _stages(log):
     return "; ".join(f"{int(s)} s {m.split(' (')[0].split(':')[0]}" for s, m in marks)
 
 
-def run(name, args, n_jobs):
+def run(name, args, n_jobs, keep=None):
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "multimodal_surv", *args, "--out", f"{tmp}/out"]
+        out = (
+            f"{tmp}/out" if keep is None else os.path.join(keep, "demo" if "demo" in name else "cv")
+        )
+        cmd = [sys.executable, "-m", "multimodal_surv", *args, "--out", out]
         cmd += ["--n-jobs", str(n_jobs)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         load = os.getloadavg()[0]
         cpu0, t0 = _children_cpu(), time.perf_counter()
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+        if keep is not None:
+            with open(os.path.join(out, "console.log"), "w") as fh:
+                fh.write(done.stdout + done.stderr)
     if done.returncode:
         sys.stderr.write(done.stderr[-3000:])
         raise SystemExit(f"{name}: exit {done.returncode}")
@@ -73,9 +80,10 @@ def main(argv=None):
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-cv", action="store_true")
     parser.add_argument("--n-jobs", type=int, default=-1)
+    parser.add_argument("--keep", help="keep each run's outputs and console log under this folder")
     args = parser.parse_args(argv)
     rows = [
-        run(name, cmd, args.n_jobs)
+        run(name, cmd, args.n_jobs, args.keep)
         for name, cmd in COMMANDS.items()
         if not (args.skip_demo and "demo" in name) and not (args.skip_cv and "cv" in name)
     ]
