@@ -107,7 +107,7 @@ def encode_cohort(
     ct = CTEncoder(
         ct_backbone,
         weights=ct_weights,
-        pretrain_epochs=10 if quick else 30,
+        pretrain_epochs=3 if quick else 10,  # 10: the encoder default (ct_real_anatomy)
         cache_dir=cache_dir,
         on_error="nan",
         verbose=_ct_verbose(log.verbose),
