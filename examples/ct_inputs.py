@@ -86,7 +86,9 @@ def main(argv=None):
                 messy.append(str(write_messy_export(vol, tmp / "export", k)))
         # These small block phantoms hold no lungs: pool over the whole grid (the
         # default, pooling="lung", is for chest CT and would warn here).
-        enc = CTEncoder(pooling="multiscale", pretrain_epochs=1 if args.quick else 5, random_state=0)
+        enc = CTEncoder(
+            pooling="multiscale", pretrain_epochs=1 if args.quick else 5, random_state=0
+        )
         z_clean = enc.fit(clean).transform(clean)
         z_messy = enc.transform(messy)
         report = enc.input_report_.assign(
