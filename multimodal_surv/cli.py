@@ -273,7 +273,7 @@ def _synthetic_cohort(args, out, balance):
     grid = {"volume_shape": (50, 50, 36), "spacing": (8.0, 8.0, 8.0)} if args.quick else {}
     data = make_synthetic_cohort(
         root, n_subjects=n, balance=balance, random_state=args.random_state,
-        overwrite=earlier, **grid,
+        overwrite=earlier, n_jobs=args.n_jobs, **grid,
     )  # fmt: skip
     _mark(root)
     return data

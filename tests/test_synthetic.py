@@ -37,7 +37,8 @@ def events(cohort):
 
 def test_same_seed_gives_identical_files_other_seed_differs(tmp_path):
     a = make_synthetic_cohort(tmp_path / "a", n_subjects=30, random_state=7, **TINY)
-    b = make_synthetic_cohort(tmp_path / "b", n_subjects=30, random_state=7, **TINY)
+    # Written by two threads: the same bytes (each subject draws from its own seed).
+    b = make_synthetic_cohort(tmp_path / "b", n_subjects=30, random_state=7, n_jobs=2, **TINY)
     c = make_synthetic_cohort(tmp_path / "c", n_subjects=30, random_state=8, **TINY)
     files_a, files_b, files_c = _files(a.root), _files(b.root), _files(c.root)
     assert len(files_a) > 30  # cohort, oracle, README, MEDS shards + metadata, 30 volumes

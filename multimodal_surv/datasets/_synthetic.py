@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 
@@ -58,6 +59,7 @@ _OWNED = ("cohort.csv", "oracle.csv", "README.md", "ct", "meds")
         "risk_scale": [Interval(Real, 0.0, None, closed="left")],
         "random_state": ["random_state"],
         "overwrite": ["boolean"],
+        "n_jobs": [Integral, None],
     },
     prefer_skip_nested_validation=True,
 )
@@ -77,6 +79,7 @@ def make_synthetic_cohort(
     risk_scale: float = _DEFAULT_SCALE,
     random_state: int | np.random.RandomState | None = 0,
     overwrite: bool = False,
+    n_jobs: int | None = None,
 ) -> Bunch:
     """Write a synthetic CT + EHR survival cohort folder with a known oracle risk.
 
@@ -162,6 +165,10 @@ def make_synthetic_cohort(
         documentation quote: the same call gives the same folder.
     overwrite : bool, default=False
         Replace an earlier cohort in ``root``.
+    n_jobs : int or None, default=None
+        Threads that render and write the CT volumes (joblib; ``-1`` = all
+        CPUs). Each subject draws from its own seed, so the files are
+        byte-identical for any ``n_jobs``.
 
     Returns
     -------
@@ -221,6 +228,7 @@ def make_synthetic_cohort(
     draw = _draw_cohort(rng, params, n_int, n_test)
     sites = _sites(volume_shape, spacing, float(shift))
     shards, codes = _write_subjects(root, draw, sites, params)
+    _write_volumes(root, draw, sites, params, n_jobs)
     _write_tables(root, draw, sites, shards, codes, params)
     out = load_cohort_folder(root)
     out.params = params
@@ -312,11 +320,8 @@ def _draw_cohort(rng, params: dict, n_int: int, n_test: int) -> dict:
 
 
 def _write_subjects(root: Path, d: dict, sites, params: dict):
-    """Render and write each subject's CT; collect the MEDS rows per shard."""
+    """Render each subject's EHR events; collect the MEDS rows per shard."""
     seed, s = params["random_state"], d["state"]
-    grids = [_grid(site) for site in sites]
-    radius_start = np.concatenate([[0], np.cumsum(s["n_nodules"])])
-    d["ct_rel"] = np.full(d["n"], "", dtype=object)
     shards: dict[str, list] = {}
     codes: set[str] = set()
     for i in range(d["n"]):
@@ -344,18 +349,48 @@ def _write_subjects(root: Path, d: dict, sites, params: dict):
         local = i if d["site_of"][i] == 0 else i - d["n_int"]
         shards.setdefault(f"{site.name}_{local // 500}", []).append(row)
         codes.update(row[2].tolist())
-        if d["has_ct"][i]:
-            ct_rng = np.random.default_rng(np.random.SeedSequence([seed, 2, i]))
-            radii = s["nodule_radius"][radius_start[i] : radius_start[i + 1]]
-            var_rng = np.random.default_rng(np.random.SeedSequence([seed, 3, i]))
-            var = _patient_variation(var_rng, params["ct_variation"])
-            grid = grids[d["site_of"][i]]
-            volume = _render_ct(ct_rng, site, grid, radii, s["n_calcium"][i], var)
-            rel = Path("ct") / site.name / f"sub-{d['subject_id'][i]:06d}.nii.gz"
-            (root / rel.parent).mkdir(parents=True, exist_ok=True)
-            _write_nifti(volume, site.spacing, root / rel)
-            d["ct_rel"][i] = rel.as_posix()
     return shards, codes
+
+
+def _write_volumes(root: Path, d: dict, sites, params: dict, n_jobs) -> None:
+    """Render and write the CT of each subject who has one, in ``n_jobs`` processes."""
+    s = d["state"]
+    radius_start = np.concatenate([[0], np.cumsum(s["n_nodules"])])
+    d["ct_rel"] = np.full(d["n"], "", dtype=object)
+    jobs = []
+    for i in np.flatnonzero(d["has_ct"]):
+        site = sites[d["site_of"][i]]
+        rel = Path("ct") / site.name / f"sub-{d['subject_id'][i]:06d}.nii.gz"
+        radii = s["nodule_radius"][radius_start[i] : radius_start[i + 1]]
+        jobs.append((int(i), d["site_of"][i], radii, s["n_calcium"][i], rel))
+        d["ct_rel"][i] = rel.as_posix()
+    for site_of in {job[1] for job in jobs}:
+        (root / "ct" / sites[site_of].name).mkdir(parents=True, exist_ok=True)
+    # Threads: the rendering is numpy and scipy.ndimage work that releases the
+    # GIL. On 2 cores, 1200 subjects took 58.6 s in one thread, 33.8 s in two
+    # threads and 44.8 s in two loky processes (their start-up and memory
+    # mapping cost 23 s of system time). Chunks of subjects per task: one
+    # volume takes about 50 ms.
+    n_chunks = max(1, min(len(jobs), 8 * effective_n_jobs(n_jobs)))
+    bounds = np.linspace(0, len(jobs), n_chunks + 1).astype(int)
+    Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(_write_chunk)(root, jobs[a:b], sites, params)
+        for a, b in zip(bounds[:-1], bounds[1:])
+        if b > a
+    )
+
+
+def _write_chunk(root: Path, jobs, sites, params: dict) -> None:
+    seed = params["random_state"]
+    grids = {}
+    for i, site_of, radii, n_calcium, rel in jobs:
+        site = sites[site_of]
+        grid = grids.setdefault(site_of, _grid(site))
+        ct_rng = np.random.default_rng(np.random.SeedSequence([seed, 2, i]))
+        var_rng = np.random.default_rng(np.random.SeedSequence([seed, 3, i]))
+        var = _patient_variation(var_rng, params["ct_variation"])
+        volume = _render_ct(ct_rng, site, grid, radii, n_calcium, var)
+        _write_nifti(volume, site.spacing, root / rel)
 
 
 def _write_tables(root: Path, d: dict, sites, shards, codes, params: dict) -> None:
