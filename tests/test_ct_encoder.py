@@ -436,6 +436,29 @@ def test_reconstruction_embedding_is_the_pooled_residual(volume):
     np.testing.assert_allclose(emb, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("pretext", "given", "used"),
+    [("reconstruction", "auto", 4), ("contrastive", "auto", 32), ("reconstruction", 16, 16)],
+)
+def test_pretrain_batch_size_auto_depends_on_the_pretext(monkeypatch, pretext, given, used):
+    """The "auto" batch size: 4 volumes per step for the autoencoder (more steps for
+    the same computation), 32 for SimCLR (its loss needs the batch as negatives)."""
+    from multimodal_surv.encoders import _ct_encoding
+
+    seen = {}
+
+    def spy(backbone, volumes, **kw):
+        seen.update(kw)
+        return [0.0]
+
+    monkeypatch.setattr(_ct_encoding, f"pretrain_{pretext}", spy)
+    vols = [smooth_volume(SIZE, seed=s) for s in range(3)]
+    enc = random_encoder(pretext=pretext, pretrain_epochs=1, pretrain_batch_size=given)
+    enc.fit(vols)
+    assert seen["batch_size"] == used
+    assert enc.pretrain_batch_size == given  # the parameter itself is left as given
+
+
 def test_reconstruction_pretraining_learns_and_flags_a_finding():
     """After pretraining on smooth volumes, a small bright blob stands out in the residual."""
     vols = [smooth_volume(SIZE, seed=s) for s in range(64)]

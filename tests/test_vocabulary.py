@@ -66,6 +66,7 @@ TYPES = {
     "bool": lambda v: isinstance(v, bool),
     "str": lambda v: isinstance(v, str),
     "int or None": lambda v: v is None or _is_int(v),
+    'int or "auto"': lambda v: v == "auto" or _is_int(v),
     "float or None": lambda v: v is None or _is_float(v),
     "dict or None": lambda v: v is None or isinstance(v, dict),
     "tuple of int": lambda v: isinstance(v, tuple) and all(_is_int(u) for u in v),

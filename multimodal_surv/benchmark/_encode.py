@@ -66,6 +66,7 @@ def encode_cohort(
     ct_backbone="ssl",
     ct_weights=None,
     inputs=None,
+    n_jobs=None,
 ):
     """Embed every row of a cohort with the library's CT and EHR encoders.
 
@@ -92,6 +93,12 @@ def encode_cohort(
     ct_backbone, ct_weights : default="ssl", None
         ``backbone`` and ``weights`` of the :class:`~multimodal_surv.encoders.CTEncoder`
         (``"merlin"`` without weights: the packaged checkpoint).
+    inputs : set of str or None
+        Embeddings needed; without ``"ehr_transformer"`` and ``"ehr_both"``
+        the EHR transformer is not pretrained.
+    n_jobs : int or None, default=None
+        Processes of the CT encoder's ``transform`` (shards of rows); the
+        embeddings are the same for any value.
 
     Returns
     -------
@@ -113,6 +120,7 @@ def encode_cohort(
         verbose=_ct_verbose(log.verbose),
         random_state=random_state,
         device=device,
+        n_jobs=n_jobs,
     )
     counts = EHRCountEncoder(data.meds_root)
     log("encoding CT (self-supervised backbone) and EHR counts")

@@ -116,7 +116,7 @@ def run_nested_cv(
                "device": device, "quick": quick}  # fmt: skip
     specs, out, embeddings = _prepare_run(
         data, out, cache_dir, embeddings, options, log, fit_rows=np.ones(len(cohort), bool),
-        ct_backbone=ct_backbone, ct_weights=ct_weights,
+        ct_backbone=ct_backbone, ct_weights=ct_weights, n_jobs=n_jobs,
     )  # fmt: skip
     outer = GroupKFold(n_splits=cv, shuffle=True, random_state=random_state)
     folds, caught_per_fold = [], []

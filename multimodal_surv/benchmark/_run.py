@@ -360,7 +360,7 @@ def run_benchmark(
                "device": device, "quick": quick, "adaptive": True}  # fmt: skip
     specs, out, embeddings = _prepare_run(
         data, out, cache_dir, embeddings, options, log, only_used_inputs=True,
-        ct_backbone=ct_backbone, ct_weights=ct_weights,
+        ct_backbone=ct_backbone, ct_weights=ct_weights, n_jobs=n_jobs,
     )  # fmt: skip
     selectable = {n: s for n, s in specs.items() if s.role != "adaptive"}
     cv = cv_scores(

@@ -109,8 +109,14 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         Pretraining epochs of ``"ssl"``; 0 keeps the random initialisation.
     pretrain_lr : float, default=2e-3
         Adam learning rate of the pretraining (either pretext).
-    pretrain_batch_size : int, default=32
-        Volumes per pretraining step.
+    pretrain_batch_size : int or "auto", default="auto"
+        Volumes per pretraining step. ``"auto"``: 4 for
+        ``pretext="reconstruction"`` (the same computation as larger batches
+        but more optimiser steps: on the real-anatomy tuning cohorts 10 epochs
+        at 4 reached a 2.5 times lower reconstruction error than at 32, and
+        a higher held-out C, see the user guide), 32 for
+        ``"contrastive"`` (its loss contrasts each volume with the rest of
+        the batch).
     pretrain_max_volumes : int, default=256
         At most this many volumes (a random subset) are preprocessed once and
         held in memory (float16) for pretraining.
@@ -212,7 +218,10 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         "pretext": [StrOptions({"reconstruction", "contrastive"})],
         "pretrain_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "pretrain_lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "pretrain_batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
+        "pretrain_batch_size": [
+            Interval(numbers.Integral, 2, None, closed="left"),
+            StrOptions({_AUTO}),
+        ],
         "pretrain_max_volumes": [Interval(numbers.Integral, 2, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -242,7 +251,7 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         pretext="reconstruction",
         pretrain_epochs=10,
         pretrain_lr=2e-3,
-        pretrain_batch_size=32,
+        pretrain_batch_size=_AUTO,
         pretrain_max_volumes=256,
         batch_size=4,
         num_workers=0,

@@ -208,9 +208,12 @@ def pretrain_ssl(encoder, backbone, refs, rng, seed: int):
             "weights=<state dict>"
         )
     reconstruction = encoder.pretext == "reconstruction"
+    batch_size = encoder.pretrain_batch_size
+    if batch_size == "auto":
+        batch_size = 4 if reconstruction else 32
     common = {
         "epochs": encoder.pretrain_epochs,
-        "batch_size": encoder.pretrain_batch_size,
+        "batch_size": batch_size,
         "lr": encoder.pretrain_lr,
         "seed": seed,
         "device": encoder.device_,
