@@ -169,16 +169,37 @@ def test_missing_report_references_are_cross_validated_but_not_chosen(data):
     assert est.best_strategy_ == "early"
 
 
+def test_unimodal_linear_candidates_see_one_modality_only():
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    from multimodal_surv.models._adaptive_candidates import candidate_list
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(60, 3)), columns=["ct__a", "ehr__a", "ehr__b"])
+    columns = {"ct": ["ct__a"], "ehr": ["ehr__a", "ehr__b"]}
+    listed = {c[0]: c for c in candidate_list(None, columns, pandas=True)}
+    for m, width in (("ct", 1), ("ehr", 2)):
+        name, est, kind, level, eligible = listed[f"{m}_only_linear"]
+        assert (kind, level, eligible) == ("unimodal", 0, True)
+        assert isinstance(est[-1], CoxnetSurvivalAnalysis)
+        assert est[:-1].fit_transform(X).shape == (60, width)
+    # A user's list gets the report's references only, not the linear unimodals.
+    user = candidate_list([("mine", listed["linear"][1])], columns, pandas=True)
+    assert [c[0] for c in user] == ["mine", "ct_only", "ehr_only", "early"]
+
+
 def test_kinds_keep_the_named_default_candidates_and_the_report_references():
     from multimodal_surv.models._adaptive_candidates import candidate_list
 
     columns = {"ct": ["ct__a"], "ehr": ["ehr__a"]}
     listed = candidate_list(None, columns, pandas=True, kinds=["linear", "late"])
     names = [c[0] for c in listed]
-    assert names == ["ct_only", "ehr_only", "linear", "early", "late"]
-    assert [c[3] for c in listed] == [0, 0, 1, 2, 3] and all(c[4] for c in listed)
+    assert names == [
+        "ct_only", "ehr_only", "ct_only_linear", "ehr_only_linear", "linear", "early", "late"
+    ]  # fmt: skip
+    assert [c[3] for c in listed] == [0, 0, 0, 0, 1, 2, 3] and all(c[4] for c in listed)
     everything = candidate_list(None, columns, pandas=True)
-    assert [c[2] for c in everything].count("attention") == 4 and len(everything) == 10
+    assert [c[2] for c in everything].count("attention") == 4 and len(everything) == 12
 
 
 @pytest.mark.parametrize(
@@ -228,10 +249,12 @@ def test_report_on_a_noise_modality_with_missing_rows():
     assert report.missing["ehr"] == 0.0
     assert report.balance["ct"] < 0.25 < 0.75 < report.balance["ehr"]
     assert report.gain["ct"]["ci"][0] < 0.0 < report.gain["ehr"]["ci"][0]
-    assert report.recommended in {"ehr_only", "linear", "late"}
+    assert report.recommended in {"ehr_only", "ehr_only_linear", "linear", "late"}
     assert report.candidates["candidate"].tolist() == [
         "ct_only",
         "ehr_only",
+        "ct_only_linear",
+        "ehr_only_linear",
         "linear",
         "early",
         "late",

@@ -49,7 +49,8 @@ class AdaptiveFusionSurvival(SurvivalAnalysisMixin, MetaEstimatorMixin, _BaseCom
     ``predict_cumulative_hazard_function`` use the refitted model.
 
     The default candidates, simplest first: a unimodal
-    :class:`DeepSurvival` per modality; a penalised linear Cox model on all
+    :class:`DeepSurvival` per modality and the penalised linear Cox model
+    below on each modality alone; a penalised linear Cox model on all
     features (:class:`sksurv.linear_model.CoxnetSurvivalAnalysis`, elastic
     net); early fusion (:class:`DeepSurvival` on the concatenation);
     :class:`LateFusionSurvival`; :class:`ContrastiveFusionSurvival`;
