@@ -107,7 +107,9 @@ def checks(results):
     """Per-cohort rows and the three acceptance verdicts."""
     rows = []
     for (balance, seed), r in sorted(results.items()):
-        unimodal = max(r["fixed"]["ct_only"], r["fixed"]["ehr_only"])
+        # Every one-modality candidate: the networks and, since they joined the
+        # default list, the linear models on one modality.
+        unimodal = max(v for k, v in r["fixed"].items() if "_only" in k)
         best_name = max(r["fixed"], key=r["fixed"].get)
         best = r["fixed"][best_name]
         rows.append(
