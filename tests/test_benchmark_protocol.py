@@ -360,6 +360,14 @@ def test_selection_scores_do_not_depend_on_n_jobs():
     pd.testing.assert_frame_equal(one, two)
 
 
+def test_default_adaptive_row_leaves_out_the_attention_candidates():
+    from multimodal_surv.benchmark import default_models
+
+    adaptive = default_models()["Adaptive"].estimator
+    assert adaptive.get_params()["kinds"] == ["unimodal", "linear", "early", "late", "contrastive"]
+    assert adaptive.get_params()["cv"] == 5
+
+
 def test_quick_adaptive_row_screens_the_cheap_families_on_three_folds():
     from types import SimpleNamespace
 

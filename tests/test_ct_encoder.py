@@ -587,6 +587,27 @@ def test_whole_body_preprocessing_centres_the_body():
 # ----------------------------------------------------------------------------- lung pooling
 
 
+def test_axial_hole_filling_equals_scipy_slice_by_slice():
+    """Reference: scipy.ndimage.binary_fill_holes on each axial slice."""
+    from scipy import ndimage
+
+    from multimodal_surv.encoders._ct_body import fill_axial_holes
+
+    rng = np.random.default_rng(0)
+    masks = [rng.random((30, 24, 6)) < q for q in (0.2, 0.5, 0.7, 0.9) for _ in range(3)]
+    ring = np.zeros((20, 20, 3), dtype=bool)
+    ring[4:16, 4:16] = True
+    ring[7:13, 7:13, :2] = False  # a hole in slices 0 and 1; slice 2 is solid
+    ring[0:3, 9:11, 1] = False  # in slice 1 the hole does not touch the edge either
+    masks += [ring, np.zeros((5, 5, 2), bool), np.ones((5, 5, 2), bool), np.ones((1, 1, 1), bool)]
+    for mask in masks:
+        expected = mask.copy()
+        for k in range(mask.shape[2]):
+            expected[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
+        np.testing.assert_array_equal(fill_axial_holes(mask), expected)
+    assert fill_axial_holes(ring)[7:13, 7:13].all()
+
+
 def test_lung_mask_holds_the_lungs_and_their_nodules():
     from multimodal_surv.encoders._ct_body import lung_mask
 

