@@ -113,8 +113,9 @@ class CTEncoder(TransformerMixin, BaseEstimator):
         Volumes per pretraining step. ``"auto"``: 4 for
         ``pretext="reconstruction"`` (the same computation as larger batches
         but more optimiser steps: on the real-anatomy tuning cohorts 10 epochs
-        at 4 reached a 2.5 times lower reconstruction error than at 32, and
-        a higher held-out C, see the user guide), 32 for
+        at 4 reached a 2.5 times lower reconstruction error than at 32, a
+        higher held-out C on one seed and the same within noise on the
+        other; see the user guide), 32 for
         ``"contrastive"`` (its loss contrasts each volume with the rest of
         the batch).
     pretrain_max_volumes : int, default=256
