@@ -248,7 +248,7 @@ def test_cli_refuses_a_users_folder(tmp_path, capsys):
 
 
 def test_cli_synthetic_cohort_only_in_its_own_folder(tmp_path, capsys):
-    args = SimpleNamespace(n_subjects=12, quick=True, random_state=0, no_progress=True)
+    args = SimpleNamespace(n_subjects=12, quick=True, random_state=0, no_progress=True, n_jobs=None)
     out = tmp_path / "out"
     first = cli._synthetic_cohort(args, out, 0.5)
     assert (out / "cohort" / cli.MARKER).is_file()
