@@ -35,6 +35,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_table  # noqa: E402
+from ct_lung_pooling_variants import PREP  # noqa: E402  (the default encoder's input)
 from ct_real_anatomy import SDIST, c_index, cached_cohort, load_scans  # noqa: E402
 
 from multimodal_surv import DeepSurvival  # noqa: E402
@@ -49,13 +50,6 @@ from multimodal_surv.encoders._ct_pretrain import (  # noqa: E402
     pretrain_reconstruction,
 )
 
-PREP = {
-    "orientation": "RAS",
-    "spacing": (6.0, 6.0, 6.0),
-    "hu_window": (-1000.0, 1000.0),
-    "spatial_size": (64, 64, 48),
-    "crop_foreground": "body",
-}
 # name -> (epochs, volumes per step, Adam learning rate)
 CONFIGS = {
     "random": (0, 32, 2e-3),

@@ -353,7 +353,7 @@ def _write_subjects(root: Path, d: dict, sites, params: dict):
 
 
 def _write_volumes(root: Path, d: dict, sites, params: dict, n_jobs) -> None:
-    """Render and write the CT of each subject who has one, in ``n_jobs`` processes."""
+    """Render and write the CT of each subject who has one, in ``n_jobs`` threads."""
     s = d["state"]
     radius_start = np.concatenate([[0], np.cumsum(s["n_nodules"])])
     d["ct_rel"] = np.full(d["n"], "", dtype=object)

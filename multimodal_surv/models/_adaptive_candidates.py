@@ -130,8 +130,9 @@ def _check_kinds(kinds, candidates):
 def candidate_list(candidates, columns, *, pandas, kinds=None):
     """``(name, estimator, kind, level, eligible)`` for every model to cross-validate.
 
-    With a user's list, the default unimodal and early models it lacks are
-    added as not eligible: the modality report needs their folds.
+    With a user's list, the default ``"<modality>_only"`` and ``"early"``
+    models it lacks are added as not eligible: the modality report needs
+    their folds.
     """
     kinds = _check_kinds(kinds, candidates)
     if candidates is None:
@@ -141,8 +142,9 @@ def candidate_list(candidates, columns, *, pandas, kinds=None):
         ]
     out = _check_user_candidates(candidates)
     names = [o[0] for o in out]
+    report_refs = {f"{m}_only" for m in columns} | {"early"}  # what the report reads
     for name, est, kind in default_candidates(columns, pandas=pandas, kinds=("unimodal", "early")):
-        if name not in names and not name.endswith("_only_linear"):  # not read by the report
+        if name in report_refs and name not in names:
             out.append((name, est, kind, LEVELS[kind], False))
     return out
 
